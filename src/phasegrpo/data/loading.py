@@ -1,0 +1,199 @@
+"""`load_domain` and `load_mixture`: normalized rows of one domain, or of several, from the Hub,
+from local files in the Hub schema, or from the offline generators."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import datasets
+
+from phasegrpo.data import synthetic
+from phasegrpo.data._rows import DOMAINS, FEATURES, check_domain
+from phasegrpo.data.hub import HUB_DATASETS, REFERENCE, HubDataset, UnusableRow
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC = "synthetic"
+_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def sources_for(domain: str) -> list[str]:
+    """The `source` values `load_domain` accepts for a domain (None means the first)."""
+    check_domain(domain)
+    names = [REFERENCE[domain]] + [name for name, spec in HUB_DATASETS.items() if spec.domain == domain and name != REFERENCE[domain]]
+    return ["hub", *names, SYNTHETIC]
+
+
+def load_domain(
+    domain: str,
+    source: str | None = None,
+    split: str = "train",
+    data_files=None,
+    limit: int | None = None,
+    *,
+    seed: int = 0,
+) -> datasets.Dataset:
+    """Normalized rows of one domain (columns prompt, domain, answer, tests, setup_code, source, id).
+
+    source: None or "hub" for the domain's reference dataset on the Hub (gsm8k, mbpp,
+        arc_easy, strategyqa), another Hub dataset of the domain by name (mbpp_sanitized,
+        strategyqa_full), or "synthetic" for generated data (`seed` picks the stream).
+    data_files: local JSON/JSONL/Parquet file(s) in the Hub schema of the source, read instead
+        of the Hub (a dict maps split names to files, as in `datasets.load_dataset`).
+    limit: keep at most this many rows (the first ones, in source order); for synthetic data,
+        how many to generate (default 5,000 train / 500 test).
+    """
+    check_domain(domain)
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}.")
+    if source == SYNTHETIC:
+        if data_files is not None:
+            raise ValueError("data_files cannot be used with source='synthetic' (generated data has no files).")
+        return datasets.Dataset.from_list(synthetic.generate(domain, split, limit, seed), features=FEATURES)
+    spec = _hub_dataset(domain, source)
+    if data_files is not None:
+        raw, origin = _read_files(data_files, split), f"{spec.path} (local files {_describe(data_files)})"
+    else:
+        if split not in spec.splits:
+            raise ValueError(f"{spec.path} has no split {split!r}. Available: {', '.join(spec.splits)}.")
+        raw = datasets.load_dataset(spec.path, spec.config, split=spec.splits[split])
+        origin = f"{spec.path}" + (f" ({spec.config}, {spec.splits[split]})" if spec.config else f" ({spec.splits[split]})")
+    return _normalize(raw, spec, origin, limit)
+
+
+def _hub_dataset(domain: str, source: str | None) -> HubDataset:
+    name = REFERENCE[domain] if source in (None, "hub") else source
+    spec = HUB_DATASETS.get(name)
+    if spec is None or spec.domain != domain:
+        raise ValueError(f"Unknown source {source!r} for domain {domain!r}. Available: {', '.join(sources_for(domain))}.")
+    return spec
+
+
+def _describe(data_files) -> str:
+    if isinstance(data_files, Mapping):
+        return ", ".join(f"{key}: {_describe(value)}" for key, value in data_files.items())
+    if isinstance(data_files, (str, Path)):
+        return Path(data_files).name
+    return ", ".join(Path(path).name for path in data_files)
+
+
+def _read_files(data_files, split: str) -> datasets.Dataset:
+    if isinstance(data_files, Mapping):
+        if split not in data_files:
+            raise ValueError(f"data_files has no split {split!r}. Available: {', '.join(data_files)}.")
+        data_files = data_files[split]
+    paths = [Path(data_files)] if isinstance(data_files, (str, Path)) else [Path(path) for path in data_files]
+    if not paths:
+        raise ValueError("data_files is empty.")
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"Data file(s) not found: {', '.join(missing)}.")
+    builders = {_FILE_BUILDERS.get(path.suffix.lower()) for path in paths}
+    if None in builders or len(builders) != 1:
+        raise ValueError(
+            f"data_files must all be one of {', '.join(_FILE_BUILDERS)} (one kind at a time), got {[p.name for p in paths]}."
+        )
+    return datasets.load_dataset(builders.pop(), data_files=[str(path) for path in paths], split="train")
+
+
+def _normalize(raw: datasets.Dataset, spec: HubDataset, origin: str, limit: int | None) -> datasets.Dataset:
+    rows, dropped = [], {}
+    for position, row in enumerate(raw):
+        if limit is not None and len(rows) >= limit:
+            break
+        try:
+            normalized = spec.normalize(row, position)
+        except UnusableRow as error:
+            dropped[str(error)] = dropped.get(str(error), 0) + 1
+            continue
+        normalized["source"] = spec.path
+        rows.append(normalized)
+    if dropped:
+        reasons = "; ".join(f"{count} {reason}" for reason, count in dropped.items())
+        message = f"{origin}: dropped {sum(dropped.values())} unusable row(s) of {len(rows) + sum(dropped.values())} ({reasons})."
+        warnings.warn(message, stacklevel=3)
+        logger.warning(message)
+    if not rows:
+        raise ValueError(f"{origin}: no usable {spec.domain} rows (read {len(raw)}). Check that the files follow {spec.path}'s schema.")
+    return datasets.Dataset.from_list(rows, features=FEATURES)
+
+
+# --- several domains ----------------------------------------------------------------------
+
+# Folder names under a data_dir, per domain (the layout of ../shared/data).
+DATA_DIR_FOLDERS = {"math": ("gsm8k", "math"), "code": ("mbpp", "code"), "science": ("arc_easy", "science"), "logic": ("strategyqa", "logic")}
+
+
+def files_for_split(folder: Path, split: str) -> tuple[list[Path], bool]:
+    """The data files of `split` in one domain folder, and whether they really are that split.
+
+    Files whose name (before the extension) is the split name come first, then names ending in
+    `_<split>` or `-<split>` (`sanitized_test.jsonl`) only if no exact name exists. When no file
+    names the split, all files of the folder are used and the second value is False (for
+    example ARC-Easy in ../shared/data has only `test.jsonl`).
+    """
+    files = sorted(path for path in folder.iterdir() if path.suffix.lower() in _FILE_BUILDERS and path.is_file())
+    if not files:
+        raise FileNotFoundError(f"No .json/.jsonl/.parquet files in {folder}.")
+    exact = [path for path in files if path.name.split(".")[0] == split]
+    if exact:
+        return exact, True
+    suffixed = [path for path in files if path.name.split(".")[0].endswith((f"_{split}", f"-{split}"))]
+    if suffixed:
+        return suffixed, True
+    return files, False
+
+
+def load_mixture(
+    domains_or_weights: Sequence[str] | Mapping[str, float],
+    source: str | None = None,
+    split: str = "train",
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    *,
+    seed: int = 0,
+) -> dict[str, datasets.Dataset]:
+    """`load_domain` for several domains: `{domain: Dataset}` in the order given.
+
+    With a weights mapping, domains of weight 0 are not loaded. `data_dir` (a folder shaped like
+    ../shared/data: `<dir>/gsm8k`, `mbpp`, `arc_easy`, `strategyqa`, or named by domain) reads
+    local files instead of `source`; see `files_for_split` for which file each split reads.
+    """
+    if isinstance(domains_or_weights, Mapping):
+        from phasegrpo.data.mixing import normalize_weights
+
+        domains = [domain for domain, weight in normalize_weights(domains_or_weights).items() if weight > 0]
+    else:
+        domains = list(domains_or_weights)
+        if not domains:
+            raise ValueError(f"No domains to load. Available: {', '.join(DOMAINS)}.")
+        for domain in domains:
+            check_domain(domain)
+    loaded = {}
+    for domain in domains:
+        if data_dir is None:
+            loaded[domain] = load_domain(domain, source, split, limit=limit, seed=seed)
+            continue
+        folder = _domain_folder(Path(data_dir), domain)
+        files, is_split = files_for_split(folder, split)
+        if not is_split:
+            message = (
+                f"{folder} has no {split!r} file; using {', '.join(path.name for path in files)} for the {split} split "
+                "of this domain (it may overlap other splits)."
+            )
+            warnings.warn(message, stacklevel=2)
+            logger.warning(message)
+        loaded[domain] = load_domain(domain, None if source == SYNTHETIC else source, split, data_files=files, limit=limit)
+    return loaded
+
+
+def _domain_folder(data_dir: Path, domain: str) -> Path:
+    for name in DATA_DIR_FOLDERS[domain]:
+        if (data_dir / name).is_dir():
+            return data_dir / name
+    raise FileNotFoundError(
+        f"No folder for {domain} in {data_dir}: expected one of {', '.join(DATA_DIR_FOLDERS[domain])}."
+    )
