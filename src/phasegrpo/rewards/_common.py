@@ -1,0 +1,75 @@
+"""What every reward function shares: reading TRL's arguments and never failing a step."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from phasegrpo.formats import completion_text
+
+logger = logging.getLogger("phasegrpo.rewards")
+_logged_failures: set[str] = set()
+
+RewardFunction = Callable[..., list[float]]
+
+
+def texts_of(completions: Any) -> list[str]:
+    """One string per completion; anything that is not a sequence of completions is no completions."""
+    if completions is None or isinstance(completions, (str, bytes, dict)):
+        return []
+    try:
+        return [completion_text(completion) for completion in completions]
+    except TypeError:
+        return []
+
+
+def column(kwargs: dict[str, Any], name: str, index: int, default: Any = None) -> Any:
+    """Row `index` of the column `name` that TRL passed as a keyword; `default` when absent."""
+    values = kwargs.get(name)
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        return default
+    return values[index] if index < len(values) else default
+
+
+def safe_reward(function: RewardFunction) -> RewardFunction:
+    """A reward function that returns one finite float per completion whatever happens inside.
+
+    A failure scores the batch 0.0 and is logged once per function: the training step goes on
+    (STYLE: inside the training loop, degrade safely and log once).
+    """
+
+    @functools.wraps(function)
+    def wrapper(completions: Any = None, **kwargs: Any) -> list[float]:
+        texts = texts_of(completions)
+        try:
+            scores = function(texts, **kwargs)
+        except Exception as error:  # noqa: BLE001 - a reward must never stop training
+            if function.__name__ not in _logged_failures:
+                _logged_failures.add(function.__name__)
+                logger.exception("Reward %s failed (scoring the batch 0.0; logged once): %s", function.__name__, error)
+            scores = [0.0] * len(texts)
+        return [float(score) if isinstance(score, (int, float)) and math.isfinite(score) else 0.0 for score in scores]
+
+    return wrapper
+
+
+_CURLY = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "})
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize_phrase_text(text: str) -> str:
+    """Case-folded, curly quotes straightened, whitespace collapsed: how phrase lists are matched."""
+    return _WHITESPACE.sub(" ", text.translate(_CURLY).casefold())
+
+
+@functools.lru_cache(maxsize=32)
+def phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One alternation of the phrases, longest first so an occurrence counts once."""
+    cleaned = sorted({normalize_phrase_text(phrase).strip() for phrase in phrases if phrase.strip()}, key=len, reverse=True)
+    if not cleaned:
+        return None
+    return re.compile("|".join(re.escape(phrase) for phrase in cleaned))

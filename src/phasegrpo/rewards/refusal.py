@@ -1,0 +1,35 @@
+"""`punish_refusal`: the hard negative for replies that decline to answer."""
+
+from __future__ import annotations
+
+from phasegrpo.formats import TAGS, extract_answer, has_empty_answer
+from phasegrpo.rewards._common import normalize_phrase_text, phrase_pattern, safe_reward
+from phasegrpo.rewards.values import RewardValues, reward_values
+
+
+def is_refusal(text: str, values: RewardValues) -> bool:
+    """Empty output, an empty `<answer>`, or a stock refusal where the answer should be.
+
+    The phrase must open the answer block (or, with no answer block, the reply): a real answer
+    whose reasoning says "I can't be sure, but 40 + 32 = 72" is not a refusal.
+    """
+    if not text.strip() or has_empty_answer(text):
+        return True
+    pattern = phrase_pattern(values.refusal_phrases)
+    if pattern is None:
+        return False
+    window = values.refusal_window_chars
+    answer = extract_answer(text)
+    if answer is None:
+        head = text[: window + 64]
+        for tag in TAGS:
+            head = head.replace(tag, " ")
+        answer = head.strip()
+    return pattern.search(normalize_phrase_text(answer[: window + 64]), 0, window) is not None
+
+
+@safe_reward
+def punish_refusal(completions: list[str], **kwargs) -> list[float]:
+    """`refusal_penalty` for a refusal or an empty reply or answer, 0.0 otherwise."""
+    values = reward_values()
+    return [values.refusal_penalty if is_refusal(text, values) else 0.0 for text in completions]
