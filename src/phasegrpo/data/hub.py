@@ -27,7 +27,7 @@ class HubDataset:
     domain: str
     path: str
     config: str | None
-    normalize: Callable[[dict, int], dict]
+    normalize: Callable[[dict, str], dict]  # (row, id to use if it has none)
     # our split -> the Hub split holding it
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "test": "test"})
     note: str = ""
@@ -36,7 +36,7 @@ class HubDataset:
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-def _gsm8k(row: dict, position: int) -> dict:
+def _gsm8k(row: dict, fallback_id: str) -> dict:
     question, solution = row.get("question"), row.get("answer")
     if not question or not isinstance(solution, str) or "####" not in solution:
         raise UnusableRow("no '#### <number>' in the answer")
@@ -49,11 +49,11 @@ def _gsm8k(row: dict, position: int) -> dict:
         domain="math",
         answer=answer,
         source="openai/gsm8k",
-        id=str(row.get("id", position)),
+        id=str(row.get("id") or fallback_id),
     )
 
 
-def _mbpp(row: dict, position: int) -> dict:
+def _mbpp(row: dict, fallback_id: str) -> dict:
     # `full` has text + test_setup_code; `sanitized` has prompt + test_imports.
     task = row.get("text") or row.get("prompt")
     tests = [test for test in (row.get("test_list") or []) if isinstance(test, str) and test.strip()]
@@ -75,11 +75,11 @@ def _mbpp(row: dict, position: int) -> dict:
         tests=tests,
         setup_code=setup_code,
         source="google-research-datasets/mbpp",
-        id=str(row.get("task_id", position)),
+        id=str(row.get("task_id") or fallback_id),
     )
 
 
-def _arc(row: dict, position: int) -> dict:
+def _arc(row: dict, fallback_id: str) -> dict:
     choices = row.get("choices") or {}
     texts, labels = list(choices.get("text") or []), [str(label).strip() for label in choices.get("label") or []]
     key = str(row.get("answerKey") or "").strip()
@@ -94,7 +94,7 @@ def _arc(row: dict, position: int) -> dict:
         domain="science",
         answer=prompts.CHOICE_LABELS[labels.index(key)],
         source="allenai/ai2_arc",
-        id=str(row.get("id", position)),
+        id=str(row.get("id") or fallback_id),
     )
 
 
@@ -102,7 +102,7 @@ _YES = {"true", "yes", "1"}
 _NO = {"false", "no", "0"}
 
 
-def _strategyqa(row: dict, position: int) -> dict:
+def _strategyqa(row: dict, fallback_id: str) -> dict:
     # Accepts the original release JSON and the Hub copies: `facts` a list or one string,
     # `decomposition` optional (neither is shown to the model: StrategyQA asks for the
     # implicit reasoning itself).
@@ -116,7 +116,7 @@ def _strategyqa(row: dict, position: int) -> dict:
         domain="logic",
         answer="yes" if answer else "no",
         source="strategyqa",
-        id=str(row.get("qid") or position),
+        id=str(row.get("qid") or fallback_id),
     )
 
 

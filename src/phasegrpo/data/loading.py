@@ -3,7 +3,6 @@ from local files in the Hub schema, or from the offline generators."""
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,8 +12,6 @@ import datasets
 from phasegrpo.data import synthetic
 from phasegrpo.data._rows import DOMAINS, FEATURES, check_domain
 from phasegrpo.data.hub import HUB_DATASETS, REFERENCE, HubDataset, UnusableRow
-
-logger = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
 _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -56,12 +53,14 @@ def load_domain(
     spec = _hub_dataset(domain, source)
     if data_files is not None:
         raw, origin = _read_files(data_files, split), f"{spec.path} (local files {_describe(data_files)})"
+        hub_split = split
     else:
         if split not in spec.splits:
             raise ValueError(f"{spec.path} has no split {split!r}. Available: {', '.join(spec.splits)}.")
-        raw = datasets.load_dataset(spec.path, spec.config, split=spec.splits[split])
+        hub_split = spec.splits[split]
+        raw = [datasets.load_dataset(spec.path, spec.config, split=hub_split)]
         origin = f"{spec.path}" + (f" ({spec.config}, {spec.splits[split]})" if spec.config else f" ({spec.splits[split]})")
-    return _normalize(raw, spec, origin, limit)
+    return _normalize(raw, spec, origin, hub_split, limit)
 
 
 def _hub_dataset(domain: str, source: str | None) -> HubDataset:
@@ -80,7 +79,8 @@ def _describe(data_files) -> str:
     return ", ".join(Path(path).name for path in data_files)
 
 
-def _read_files(data_files, split: str) -> datasets.Dataset:
+def _read_files(data_files, split: str) -> list[datasets.Dataset]:
+    """One dataset per file, so files of different layouts (MBPP full and sanitized) mix."""
     if isinstance(data_files, Mapping):
         if split not in data_files:
             raise ValueError(f"data_files has no split {split!r}. Available: {', '.join(data_files)}.")
@@ -91,33 +91,40 @@ def _read_files(data_files, split: str) -> datasets.Dataset:
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"Data file(s) not found: {', '.join(missing)}.")
-    builders = {_FILE_BUILDERS.get(path.suffix.lower()) for path in paths}
-    if None in builders or len(builders) != 1:
-        raise ValueError(
-            f"data_files must all be one of {', '.join(_FILE_BUILDERS)} (one kind at a time), got {[p.name for p in paths]}."
-        )
-    return datasets.load_dataset(builders.pop(), data_files=[str(path) for path in paths], split="train")
+    unknown = [path.name for path in paths if path.suffix.lower() not in _FILE_BUILDERS]
+    if unknown:
+        raise ValueError(f"data_files must be {', '.join(_FILE_BUILDERS)} files, got {', '.join(unknown)}.")
+    return [
+        datasets.load_dataset(_FILE_BUILDERS[path.suffix.lower()], data_files=str(path), split="train") for path in paths
+    ]
 
 
-def _normalize(raw: datasets.Dataset, spec: HubDataset, origin: str, limit: int | None) -> datasets.Dataset:
-    rows, dropped = [], {}
-    for position, row in enumerate(raw):
-        if limit is not None and len(rows) >= limit:
-            break
-        try:
-            normalized = spec.normalize(row, position)
-        except UnusableRow as error:
-            dropped[str(error)] = dropped.get(str(error), 0) + 1
-            continue
-        normalized["source"] = spec.path
-        rows.append(normalized)
+def _normalize(
+    parts: list[datasets.Dataset], spec: HubDataset, origin: str, split: str, limit: int | None
+) -> datasets.Dataset:
+    rows, dropped, read = [], {}, 0
+    for part_number, part in enumerate(parts):
+        for position, row in enumerate(part):
+            if limit is not None and len(rows) >= limit:
+                break
+            read += 1
+            # Rows without an id of their own (GSM8K) are named by split and position.
+            fallback_id = f"{split}-{position}" if len(parts) == 1 else f"{split}-{part_number}-{position}"
+            try:
+                normalized = spec.normalize(row, fallback_id)
+            except UnusableRow as error:
+                dropped[str(error)] = dropped.get(str(error), 0) + 1
+                continue
+            normalized["source"] = spec.path
+            rows.append(normalized)
     if dropped:
         reasons = "; ".join(f"{count} {reason}" for reason, count in dropped.items())
-        message = f"{origin}: dropped {sum(dropped.values())} unusable row(s) of {len(rows) + sum(dropped.values())} ({reasons})."
+        message = f"{origin}: dropped {sum(dropped.values())} unusable row(s) of {read} ({reasons})."
         warnings.warn(message, stacklevel=3)
-        logger.warning(message)
     if not rows:
-        raise ValueError(f"{origin}: no usable {spec.domain} rows (read {len(raw)}). Check that the files follow {spec.path}'s schema.")
+        raise ValueError(
+            f"{origin}: no usable {spec.domain} rows (read {read}). Check that the files follow {spec.path}'s schema."
+        )
     return datasets.Dataset.from_list(rows, features=FEATURES)
 
 
@@ -127,24 +134,36 @@ def _normalize(raw: datasets.Dataset, spec: HubDataset, origin: str, limit: int 
 DATA_DIR_FOLDERS = {"math": ("gsm8k", "math"), "code": ("mbpp", "code"), "science": ("arc_easy", "science"), "logic": ("strategyqa", "logic")}
 
 
+_SPLIT_NAMES = ("train", "validation", "test")
+
+
 def files_for_split(folder: Path, split: str) -> tuple[list[Path], bool]:
     """The data files of `split` in one domain folder, and whether they really are that split.
 
-    Files whose name (before the extension) is the split name come first, then names ending in
-    `_<split>` or `-<split>` (`sanitized_test.jsonl`) only if no exact name exists. When no file
-    names the split, all files of the folder are used and the second value is False (for
-    example ARC-Easy in ../shared/data has only `test.jsonl`).
+    1. Files named exactly after the split (`train.jsonl`, `train.parquet`).
+    2. Else files whose name ends in `_<split>` or `-<split>` (`sanitized_test.jsonl`).
+    3. Else (the folder lacks that split, as ARC-Easy in ../shared/data has only
+       `test.jsonl`) the files named exactly after the first other split found in the order
+       train, validation, test, and the second value is False so the caller can warn.
     """
     files = sorted(path for path in folder.iterdir() if path.suffix.lower() in _FILE_BUILDERS and path.is_file())
     if not files:
         raise FileNotFoundError(f"No .json/.jsonl/.parquet files in {folder}.")
-    exact = [path for path in files if path.name.split(".")[0] == split]
+
+    def stem(path: Path) -> str:
+        return path.name.split(".")[0]
+
+    exact = [path for path in files if stem(path) == split]
     if exact:
         return exact, True
-    suffixed = [path for path in files if path.name.split(".")[0].endswith((f"_{split}", f"-{split}"))]
+    suffixed = [path for path in files if stem(path).endswith((f"_{split}", f"-{split}"))]
     if suffixed:
         return suffixed, True
-    return files, False
+    for other in _SPLIT_NAMES:
+        named = [path for path in files if stem(path) == other]
+        if named:
+            return named, False
+    return files[:1], False
 
 
 def load_mixture(
@@ -185,7 +204,6 @@ def load_mixture(
                 "of this domain (it may overlap other splits)."
             )
             warnings.warn(message, stacklevel=2)
-            logger.warning(message)
         loaded[domain] = load_domain(domain, None if source == SYNTHETIC else source, split, data_files=files, limit=limit)
     return loaded
 
