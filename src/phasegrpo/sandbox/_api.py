@@ -1,18 +1,17 @@
 from __future__ import annotations
 
-import json
-import os
-import resource
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from phasegrpo.sandbox import _pool
 
 
 @dataclass(frozen=True)
 class Program:
-    """Model-written `code`, run after `setup_code`, judged by each assert in `tests`."""
+    """Model-written `code`, run after `setup_code`, judged by each assert in `tests`.
+
+    `setup_code` and `tests` come from the dataset and are trusted; `code` is not.
+    """
 
     code: str
     tests: Sequence[str] = field(default_factory=tuple)
@@ -21,69 +20,65 @@ class Program:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What the sandbox concluded about one program.
+
+    `status`: "ok" (every test ran and was judged, whatever the result), "error" (the code raised
+    before any test could run), "timeout" (the code, or at least one test, ran out of time),
+    "crashed" (the process died, broke a limit, or printed too much). `tests` gives each test's
+    outcome: "passed", "failed", "error", "timeout" or "crashed". `isolation` is "namespaces",
+    "partial" or "fallback" (see docs/sandbox.md).
+    """
+
     passed: int
     total: int
-    status: str  # "ok" (ran to the end), "timeout", "error", "crashed"
+    status: str
     detail: str = ""
+    tests: tuple[str, ...] = ()
+    isolation: str = ""
 
     @property
     def fraction(self) -> float:
         return self.passed / self.total if self.total else 0.0
 
 
-_RUNNER = r"""
-import json, sys
-payload = json.loads(sys.stdin.read())
-env = {"__name__": "__main__"}
-results = []
-try:
-    exec(compile(payload["setup"] + "\n" + payload["code"], "<program>", "exec"), env)
-    ok = True
-except BaseException:
-    ok = False
-for test in payload["tests"]:
-    if not ok:
-        results.append(False); continue
-    try:
-        exec(compile(test, "<test>", "exec"), env)
-        results.append(True)
-    except BaseException:
-        results.append(False)
-sys.__stdout__.write("\n" + payload["marker"] + json.dumps(results) + "\n")
-sys.__stdout__.flush()
-"""
+def run_programs(
+    programs: Sequence[Program],
+    *,
+    timeout_s: float = 5.0,
+    memory_mb: int = 1024,
+    output_limit_bytes: int = 2**20,
+    file_size_mb: int = 16,
+    max_processes: int = 32,
+) -> list[Verdict]:
+    """Run each program against its tests in the sandbox, in parallel; one Verdict per program, in input order.
 
-
-def _limit_resources(memory_mb: int) -> None:
-    os.setsid()
-    resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
-
-
-def _run_one(program: Program, timeout_s: float, memory_mb: int) -> Verdict:
-    total = len(program.tests)
-    marker = "@@RESULT@@" + os.urandom(8).hex()
-    payload = json.dumps({"code": program.code, "tests": list(program.tests), "setup": program.setup_code, "marker": marker})
-    with tempfile.TemporaryDirectory(prefix="phasegrpo-sandbox-") as workdir:
-        try:
-            done = subprocess.run(
-                [sys.executable, "-I", "-c", _RUNNER],
-                input=payload.encode("utf-8", "replace"),
-                capture_output=True,
-                timeout=timeout_s,
-                cwd=workdir,
-                env={"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir},
-                preexec_fn=lambda: _limit_resources(memory_mb),
-            )
-        except subprocess.TimeoutExpired:
-            return Verdict(0, total, "timeout")
-    stdout = done.stdout.decode("utf-8", "replace")
-    if marker not in stdout:
-        return Verdict(0, total, "crashed", done.stderr.decode("utf-8", "replace")[-300:])
-    results = json.loads(stdout.rsplit(marker, 1)[1].splitlines()[0])
-    return Verdict(sum(bool(r) for r in results), total, "ok")
-
-
-def run_programs(programs: Sequence[Program], *, timeout_s: float = 5.0, memory_mb: int = 1024) -> list[Verdict]:
-    """Run each program against its tests; one Verdict per program, in input order."""
-    return [_run_one(program, timeout_s, memory_mb) for program in programs]
+    `timeout_s` is the wall-clock budget of the code and of each test separately (so a program takes at
+    most (1 + len(tests)) * timeout_s); CPU time is capped to the same total. `memory_mb` caps the
+    address space, `file_size_mb` any file written, `output_limit_bytes` what it may print, and
+    `max_processes` the processes it may have at once (where namespaces are unavailable, none).
+    """
+    if timeout_s <= 0 or memory_mb <= 0 or output_limit_bytes < 0 or file_size_mb < 0 or max_processes < 1:
+        raise ValueError(
+            f"run_programs needs timeout_s > 0, memory_mb > 0, output_limit_bytes >= 0, file_size_mb >= 0 and "
+            f"max_processes >= 1; got timeout_s={timeout_s}, memory_mb={memory_mb}, output_limit_bytes="
+            f"{output_limit_bytes}, file_size_mb={file_size_mb}, max_processes={max_processes}."
+        )
+    if not programs:
+        return []
+    jobs = [
+        {
+            "code": program.code, "setup": program.setup_code, "tests": list(program.tests), "timeout_s": timeout_s,
+            "memory_mb": memory_mb, "output_limit_bytes": output_limit_bytes, "file_size_mb": file_size_mb,
+            "max_processes": max_processes,
+        }
+        for program in programs
+    ]
+    # The worker answers within (1 + tests) budgets plus kill and clean-up; past that it is hung.
+    job_timeout_s = [timeout_s * (len(job["tests"]) + 1) + 15.0 for job in jobs]
+    pool = _pool.get_pool()
+    results = pool.run(jobs, job_timeout_s)
+    isolation = pool.isolation["isolation"] if pool.isolation else ""
+    return [
+        Verdict(result["passed"], result["total"], result["status"], result["detail"], tuple(result["tests"]), isolation)
+        for result in results
+    ]

@@ -1,0 +1,206 @@
+"""Linux isolation primitives for the worker, through libc (ctypes): namespaces, a read-only root,
+capability drop, no_new_privs, seccomp, rlimits. Standard library only (imported with -I -S).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import resource
+import struct
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+CLONE_THREAD = 0x00010000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
+PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 22, 38, 36
+SECCOMP_MODE_FILTER = 2
+
+SANDBOX_UID = SANDBOX_GID = 1000  # the ids programs see inside the user namespace
+NOBODY = 65534
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+    return result
+
+
+def prctl(option: int, arg: int = 0) -> int:
+    return _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option})")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    encode = lambda text: None if text is None else text.encode()  # noqa: E731
+    _check(_libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
+           f"mount {source} on {target}")
+
+
+# ---- namespaces and the read-only root (worker start-up) ----
+
+def enter_user_namespace() -> None:
+    """New user, mount, network, IPC, UTS and PID namespaces; this process maps to SANDBOX_UID."""
+    uid, gid = os.getuid(), os.getgid()
+    unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID)
+    with open("/proc/self/setgroups", "w") as handle:
+        handle.write("deny")
+    with open("/proc/self/uid_map", "w") as handle:
+        handle.write(f"{SANDBOX_UID} {uid} 1")
+    with open("/proc/self/gid_map", "w") as handle:
+        handle.write(f"{SANDBOX_GID} {gid} 1")
+
+
+_STATVFS_TO_MS = {os.ST_RDONLY: MS_RDONLY, os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV, os.ST_NOEXEC: MS_NOEXEC,
+                  os.ST_NOATIME: MS_NOATIME, os.ST_NODIRATIME: MS_NODIRATIME, os.ST_RELATIME: MS_RELATIME}
+
+
+def _bind_read_only(source: str, target: str) -> None:
+    mount(source, target, None, MS_BIND | MS_REC)
+    # A remount inside a user namespace must keep the flags the outer mount locked (nodev, atime, ...).
+    flags = os.statvfs(source).f_flag
+    locked = sum(ms for st, ms in _STATVFS_TO_MS.items() if flags & st)
+    mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | locked)
+
+
+def build_root(new_root: str, read_only_paths: list[str], tmp_size_mb: int) -> None:
+    """Make `new_root` (an empty folder) this mount namespace's `/`: the interpreter's folders read-only,
+    a few devices, an empty size-capped /tmp, and nothing else (no /home, /root, /proc, /etc, /sys)."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for path in read_only_paths:
+        if not os.path.lexists(path):
+            continue
+        target = new_root + path
+        if os.path.islink(path) and os.path.dirname(path) == "/":  # merged /usr: /bin -> usr/bin
+            os.symlink(os.readlink(path), target)
+            continue
+        real = os.path.realpath(path)
+        if os.path.isdir(real):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            open(target, "w").close()
+        _bind_read_only(real, target)
+    os.makedirs(new_root + "/dev")
+    for device in ("null", "zero", "full", "random", "urandom"):
+        target = f"{new_root}/dev/{device}"
+        open(target, "w").close()
+        mount(f"/dev/{device}", target, None, MS_BIND)
+    os.makedirs(new_root + "/tmp")
+    mount("tmpfs", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_size_mb}m,mode=1777")
+    os.makedirs(new_root + "/.old")
+    pivot_root(new_root, new_root + "/.old")
+    os.chdir("/")
+    _check(_libc.umount2(b"/.old", MNT_DETACH), "umount old root")
+    os.rmdir("/.old")
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    number = _PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise OSError(f"pivot_root: unknown syscall number on {platform.machine()}")
+    _check(_libc.syscall(number, new_root.encode(), put_old.encode()), "pivot_root")
+
+
+# ---- per program: drop everything, then seccomp ----
+
+def drop_privileges(is_fallback: bool) -> None:
+    """Leave no capability, no way to regain one (no_new_privs), and, for root without namespaces, nobody."""
+    if is_fallback and os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+    for capability in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) < 0:
+            break
+    header = struct.pack("II", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    _libc.capset(ctypes.c_char_p(header), ctypes.c_char_p(bytes(24)))
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def set_limits(*, cpu_s: int, memory_mb: int, file_size_mb: int, max_processes: int | None) -> None:
+    limits = {
+        resource.RLIMIT_CPU: (cpu_s, cpu_s + 1),
+        resource.RLIMIT_AS: (memory_mb * 2**20,) * 2,
+        resource.RLIMIT_FSIZE: (file_size_mb * 2**20,) * 2,
+        resource.RLIMIT_NOFILE: (256, 256),
+        resource.RLIMIT_CORE: (0, 0),
+        resource.RLIMIT_MEMLOCK: (0, 0),
+    }
+    if max_processes is not None:
+        limits[resource.RLIMIT_NPROC] = (max_processes, max_processes)
+    for kind, value in limits.items():
+        resource.setrlimit(kind, value)
+
+
+# x86_64 syscall numbers. Denied for every program: debugging other processes, new namespaces and
+# mounts, kernel attack surface no test needs.
+_DENIED_ALWAYS = {
+    "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "unshare": 272, "setns": 308,
+    "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "bpf": 321, "perf_event_open": 298,
+    "keyctl": 250, "add_key": 248, "request_key": 249, "userfaultfd": 323, "io_uring_setup": 425,
+    "kexec_load": 246, "init_module": 175, "finit_module": 313, "name_to_handle_at": 303,
+    "open_by_handle_at": 304, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsmount": 432,
+    "fspick": 433, "mount_setattr": 442, "pidfd_getfd": 438,
+}
+# Denied too when namespaces are unavailable, since then the program shares the host's PIDs and
+# network: no sockets, no signals to anyone, no new processes (threads stay allowed).
+_DENIED_FALLBACK = {
+    "socket": 41, "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
+    "pidfd_open": 434, "pidfd_send_signal": 424, "fork": 57, "vfork": 58,
+}
+_CLONE, _CLONE3 = 56, 435
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_EPERM, _ENOSYS = 1, 38
+
+
+def seccomp_available() -> bool:
+    return platform.machine() == "x86_64"
+
+
+def install_seccomp(is_fallback: bool) -> None:
+    """Install the deny-list filter (x86_64 only; needs no_new_privs first)."""
+    ld_abs, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    allow, deny, kill = 0x7FFF0000, 0x00050000 | _EPERM, 0x80000000
+    program = [
+        (ld_abs, 0, 0, 4),  # seccomp_data.arch
+        (jeq, 1, 0, _AUDIT_ARCH_X86_64),
+        (ret, 0, 0, kill),  # the 32-bit ABI would bypass every number below
+        (ld_abs, 0, 0, 0),  # seccomp_data.nr
+        (0x35, 0, 1, 0x40000000),  # JGE: x32 ABI numbers
+        (ret, 0, 0, kill),
+    ]
+    denied = dict(_DENIED_ALWAYS)
+    if is_fallback:
+        denied.update(_DENIED_FALLBACK)
+        program += [
+            (jeq, 0, 1, _CLONE3), (ret, 0, 0, 0x00050000 | _ENOSYS),  # glibc then falls back to clone
+            (jeq, 0, 4, _CLONE),
+            (ld_abs, 0, 0, 16),  # low half of args[0]: the clone flags
+            (jset, 1, 0, CLONE_THREAD),
+            (ret, 0, 0, deny),
+            (ret, 0, 0, allow),
+        ]
+    for number in sorted(set(denied.values())):
+        program += [(jeq, 0, 1, number), (ret, 0, 0, deny)]
+    program.append((ret, 0, 0, allow))
+    filters = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+    buffer = ctypes.create_string_buffer(filters)
+    fprog = struct.pack("HxxxxxxQ", len(program), ctypes.addressof(buffer))
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.c_char_p(fprog), 0, 0), "seccomp")

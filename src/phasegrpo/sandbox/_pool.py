@@ -1,0 +1,206 @@
+"""Trainer side of the sandbox: warm worker processes, one per core, fed jobs over pipes.
+
+Workers are fresh interpreters (`subprocess`, never a fork of the trainer), started on first use,
+reused across calls, replaced when they die, and stopped at exit. A process that forks after the
+pool started (a DataLoader worker) does not inherit it: it starts its own on first use.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+
+from phasegrpo.sandbox import _judge
+
+logger = logging.getLogger("phasegrpo.sandbox")
+
+_WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
+_HEADER = struct.Struct("<I")
+_START_TIMEOUT_S = 30.0
+_MAX_ATTEMPTS = 2  # a job whose worker dies is retried once on a fresh worker
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+class _Worker:
+    def __init__(self, force_fallback: bool):
+        command = [os.path.realpath(sys.executable), "-I", "-S", _WORKER_SCRIPT]
+        if force_fallback:
+            command.append("--no-namespaces")
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True,
+        )
+        self.job_index: int | None = None
+        self.deadline = 0.0
+        ready, _, _ = select.select([self.process.stdout], [], [], _START_TIMEOUT_S)
+        self.report = self.receive() if ready else None
+        if self.report is None:
+            self.kill()
+            raise WorkerError(f"sandbox worker did not start within {_START_TIMEOUT_S:g} s ({command})")
+
+    def fileno(self) -> int:
+        return self.process.stdout.fileno()
+
+    def send(self, obj) -> None:
+        data = _judge.dumps(obj)
+        self.process.stdin.write(_HEADER.pack(len(data)) + data)
+
+    def receive(self):
+        header = self._read(_HEADER.size)
+        body = header and self._read(_HEADER.unpack(header)[0])
+        return None if body is None else _judge.loads(body)
+
+    def _read(self, size: int) -> bytes | None:
+        chunks = []
+        while size:
+            chunk = self.process.stdout.read(size)
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        self.close_pipes()
+
+    def close_pipes(self) -> None:
+        for pipe in (self.process.stdin, self.process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+class WorkerPool:
+    """Runs jobs on `size` warm workers; `run` returns one verdict dict per job, in order."""
+
+    def __init__(self, size: int | None = None, *, force_fallback: bool = False):
+        self.size = size or len(os.sched_getaffinity(0))
+        self.force_fallback = force_fallback
+        self.workers: list[_Worker] = []
+        self.owner_pid = os.getpid()
+        self.lock = threading.Lock()
+        self.isolation: dict | None = None
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self.force_fallback)
+        if self.isolation is None:
+            self.isolation = worker.report
+            if worker.report["isolation"] != "namespaces":
+                logger.warning(
+                    "Sandbox isolation is degraded (%s: %s). Programs still run with rlimits, their own "
+                    "session, a temp folder, a scrubbed environment%s, but they can see the files this "
+                    "user can read; see docs/sandbox.md.", worker.report["isolation"], worker.report["reason"],
+                    " and seccomp (no sockets, signals or new processes)" if worker.report.get("seccomp") else "")
+        return worker
+
+    def run(self, jobs: list[dict], job_timeout_s: list[float]) -> list[dict]:
+        with self.lock:
+            results: list[dict | None] = [None] * len(jobs)
+            attempts = [0] * len(jobs)
+            pending = deque(range(len(jobs)))
+            while len(self.workers) < min(self.size, len(jobs)):
+                self.workers.append(self._spawn())
+            idle = list(self.workers)
+            busy: list[_Worker] = []
+            while pending or busy:
+                while pending and idle:
+                    worker, index = idle.pop(), pending.popleft()
+                    attempts[index] += 1
+                    worker.job_index, worker.deadline = index, time.monotonic() + job_timeout_s[index]
+                    try:
+                        worker.send(jobs[index])
+                    except OSError:
+                        pass  # noticed below as a dead worker
+                    busy.append(worker)
+                wait_s = max(0.0, min(worker.deadline for worker in busy) - time.monotonic())
+                ready, _, _ = select.select(busy, [], [], wait_s)
+                now = time.monotonic()
+                for worker in list(busy):
+                    if worker in ready:
+                        verdict = worker.receive()
+                    elif now >= worker.deadline:
+                        verdict = None
+                    else:
+                        continue
+                    busy.remove(worker)
+                    index = worker.job_index
+                    if verdict is None:  # died or hung: replace it, retry its job once
+                        worker.kill()
+                        self.workers.remove(worker)
+                        worker = self._spawn()
+                        self.workers.append(worker)
+                        if attempts[index] < _MAX_ATTEMPTS:
+                            pending.appendleft(index)
+                        else:
+                            results[index] = {"passed": 0, "total": len(jobs[index]["tests"]), "status": "crashed",
+                                              "detail": "the sandbox worker died running this program", "tests": []}
+                    else:
+                        results[index] = verdict
+                    idle.append(worker)
+            return results
+
+    def close(self) -> None:
+        if os.getpid() != self.owner_pid:
+            return
+        for worker in self.workers:
+            worker.close_pipes()  # EOF: the worker cleans up and exits
+        deadline = time.monotonic() + 2.0
+        for worker in self.workers:
+            try:
+                worker.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        self.workers = []
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop our copies of the parent's pipes without touching its workers."""
+        for worker in self.workers:
+            worker.close_pipes()
+            worker.process.returncode = 0  # not ours to wait for
+        self.workers = []
+
+
+_pool: WorkerPool | None = None
+_pool_lock = threading.Lock()
+
+
+def get_pool() -> WorkerPool:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool.owner_pid != os.getpid():
+            _pool = WorkerPool()
+        return _pool
+
+
+def _forget_pool_in_child() -> None:
+    global _pool, _pool_lock
+    _pool_lock = threading.Lock()
+    if _pool is not None:
+        _pool.forget_after_fork()
+        _pool = None
+
+
+def _close_pool() -> None:
+    if _pool is not None:
+        _pool.close()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
+atexit.register(_close_pool)
