@@ -176,13 +176,16 @@ def test_hub_code_path_asks_for_the_reference_datasets(monkeypatch, data):
 
 
 def test_load_mixture_reads_a_data_dir_by_split(data):
-    with pytest.warns(UserWarning, match="arc_easy has no 'train' file; using test.jsonl"):
+    with pytest.warns(UserWarning) as caught:
         loaded = load_mixture(DEFAULT_WEIGHTS, split="train", data_dir=data, limit=5)
+    assert sorted(str(w.message).split(" has no")[0].split("/")[-1] for w in caught) == ["arc_easy", "mbpp"]
+    assert any("arc_easy has no 'train' file; using test.jsonl" in str(w.message) for w in caught)
     assert list(loaded) == ["math", "code", "science", "logic"]
     assert loaded["math"][0]["id"] == "train-0"
     assert files_for_split(data / "mbpp", "test") == ([data / "mbpp" / "test.jsonl"], True)
     assert files_for_split(data / "strategyqa", "test") == ([data / "strategyqa" / "train.jsonl"], False)
-    only_two = load_mixture({"math": 1, "code": 0, "logic": 2}, split="test", data_dir=data, limit=2)
+    with pytest.warns(UserWarning, match="strategyqa has no 'test' file; using train.jsonl"):
+        only_two = load_mixture({"math": 1, "code": 0, "logic": 2}, split="test", data_dir=data, limit=2)
     assert list(only_two) == ["math", "logic"]
 
 
