@@ -153,6 +153,10 @@ def test_near_miss_ranks_between_prose_and_exact():
         ("2^{10}", "1024", FULL),  # math-verify evaluates it
         ("\\text{72 km}", "72", FULL),
         ("-5", "-5", FULL),
+        ("1.2e3", "1200", FULL),
+        ("1.2 \\times 10^{3}", "1200", FULL),  # math-verify
+        ("\\sqrt{16}", "4", FULL),  # math-verify
+        ("50%", "50", FULL),
         ("\u22125", "-5", FULL),  # unicode minus
         ("Full solution ... #### 72", "Janet sells 16 - 3 - 4 = 9 eggs ... #### 72", FULL),
         # sign matters
@@ -225,6 +229,8 @@ DOTTED_PROMPT = "Which gas do plants take in?\nA. oxygen\nB. carbon dioxide\nC. 
         ("carbon dioxide", FULL),  # the choice's text
         ("Carbon Dioxide.", FULL),
         ("Plants take in carbon dioxide", FULL),
+        ("B, because plants use carbon dioxide, not oxygen", FULL),  # other choices in the explanation
+        ("B because 2 of the gases are inert", FULL),
         ("A", 0.0),
         ("oxygen", 0.0),
         ("A) oxygen", 0.0),
@@ -249,7 +255,17 @@ def test_check_answer_science_dotted_string_prompt(answer, expected):
     assert score(check_answer, reply(answer), domain="science", answer="B", prompts=DOTTED_PROMPT) == expected
 
 
-@pytest.mark.parametrize("answer, expected", [("B", FULL), ("The answer is (b)", FULL), ("C", 0.0), ("A or B", FULL * V.hedge_fraction)])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("B", FULL),
+        ("The answer is (b)", FULL),
+        ("B) carbon dioxide", FULL),
+        ("B, since 2 of the 4 gases are inert", FULL),  # a number is not a label when labels are letters
+        ("C", 0.0),
+        ("A or B", FULL * V.hedge_fraction),
+    ],
+)
 def test_check_answer_science_without_known_choices(answer, expected):
     assert score(check_answer, reply(answer), domain="science", answer="B") == expected
 
@@ -276,6 +292,9 @@ def test_check_answer_science_numeric_labels_and_choices_column():
         ("true", True, FULL),
         ("The answer is yes", "yes", FULL),
         ("Yes, because it is taller.", "yes", FULL),
+        ("Yes, because no one lived that long.", "yes", FULL),  # the explanation is not a verdict
+        ("No, since it is not true that it floats.", "no", FULL),
+        ("No. Yes.", "yes", FULL * V.hedge_fraction),
         ("y", "yes", FULL),
         ("No", "no", FULL),
         ("false", "no", FULL),
@@ -373,6 +392,17 @@ def test_code_sandbox_failure_degrades_to_zero(monkeypatch):
 )
 def test_check_answer_unscorable_rows_are_zero(row):
     assert score(check_answer, reply("72"), **row) == 0.0
+
+
+def test_columns_may_be_numpy_arrays():
+    import numpy
+    scores = check_answer(
+        [reply("72"), reply(ADD)],
+        domain=numpy.array(["math", "code"], dtype=object),
+        answer=numpy.array(["72", ""], dtype=object),
+        tests=[[], numpy.array(ADD_TESTS)],
+    )
+    assert scores == [FULL, FULL]
 
 
 def test_domain_spelling_is_forgiving():

@@ -6,7 +6,7 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from phasegrpo.formats import completion_text
@@ -27,12 +27,20 @@ def texts_of(completions: Any) -> list[str]:
         return []
 
 
+def is_list_like(value: Any) -> bool:
+    """A list, tuple, numpy array or similar; not a string or a mapping."""
+    return not isinstance(value, (str, bytes, Mapping)) and hasattr(value, "__len__") and hasattr(value, "__getitem__")
+
+
 def column(kwargs: dict[str, Any], name: str, index: int, default: Any = None) -> Any:
     """Row `index` of the column `name` that TRL passed as a keyword; `default` when absent."""
     values = kwargs.get(name)
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+    if not is_list_like(values):
         return default
-    return values[index] if index < len(values) else default
+    try:
+        return values[index] if index < len(values) else default
+    except (IndexError, KeyError, TypeError):
+        return default
 
 
 def safe_reward(function: RewardFunction) -> RewardFunction:

@@ -13,12 +13,12 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from phasegrpo import sandbox
 from phasegrpo.formats import extract_answer
-from phasegrpo.rewards._common import column, safe_reward
+from phasegrpo.rewards._common import column, is_list_like, safe_reward
 from phasegrpo.rewards.values import RewardValues, reward_values
 
 logger = logging.getLogger("phasegrpo.rewards")
@@ -85,10 +85,10 @@ _CURRENCY_AND_SPACES = str.maketrans({"$": "", "\u20ac": "", "\u00a3": "", "\u00
 _LATEX_FRACTION = re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}")
 _THIN_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|\\,|\\!|\\ |'|\u2009)(?=\d{3}(?!\d))")
 _NUMBER = re.compile(
-    r"(?<![\w.])(?P<sign>-)?(?P<value>(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?|\.\d+)"
+    r"(?<![\w.])(?P<sign>-)?(?P<value>(?:(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{1,3}(?!\d))?)"
     r"(?:\s*/\s*(?P<denominator>\d+(?:\.\d+)?))?"
 )
-_SYMBOLIC = ("\\", "^", "sqrt", "pi", "\u03c0", "\u221a", "e^")
+_SYMBOLIC = re.compile(r"\\|\^|\u221a|\u03c0|\bsqrt\b|\bpi\b")
 _RESULT_MARKERS = ("=", "\\approx", "\u2248")
 
 
@@ -170,7 +170,7 @@ def score_math(answer: str, reference: Any, values: RewardValues) -> float:
     reference_text = _reference_text(reference).strip()
     gold_numbers = parse_numbers(reference_text)
     candidates = parse_numbers(answer)
-    looks_symbolic = any(marker in answer for marker in _SYMBOLIC) or len(gold_numbers) != 1
+    looks_symbolic = _SYMBOLIC.search(answer[:_ANSWER_SCAN_CHARS]) is not None or len(gold_numbers) != 1
     if len(gold_numbers) == 1 and candidates:
         gold = gold_numbers[0]
         if len(candidates) == 1:
@@ -203,8 +203,8 @@ _NON_WORD = re.compile(r"[\W_]+")
 def _last_user_message(prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
-    if isinstance(prompt, Sequence):
-        for message in reversed(prompt):
+    if is_list_like(prompt):
+        for message in reversed(list(prompt)):
             if isinstance(message, Mapping) and message.get("role") == "user":
                 return str(message.get("content") or "")
     return ""
@@ -223,10 +223,11 @@ def _choices_from_prompt(prompt: Any) -> dict[str, str]:
 
 def _choices_from_column(choices: Any) -> dict[str, str]:
     """`{label: text}` from a Hub-style `choices` column ({"text": [...], "label": [...]}) or a list."""
-    if isinstance(choices, Mapping) and isinstance(choices.get("text"), Sequence):
-        labels = choices.get("label") or [chr(ord("A") + i) for i in range(len(choices["text"]))]
+    if isinstance(choices, Mapping) and is_list_like(choices.get("text")):
+        labels = choices.get("label")
+        labels = list(labels) if is_list_like(labels) else [chr(ord("A") + i) for i in range(len(choices["text"]))]
         return {str(label).strip().upper(): str(text) for label, text in zip(labels, choices["text"])}
-    if isinstance(choices, Sequence) and not isinstance(choices, str):
+    if is_list_like(choices):
         return {chr(ord("A") + i): str(text) for i, text in enumerate(choices) if i < 26}
     return {}
 
@@ -243,8 +244,14 @@ def _choices_named(text: str, choices: Mapping[str, str]) -> set[str]:
     return {label for label, choice in named.items() if not any(choice != other and choice in other for other in named.values())}
 
 
-def science_labels(answer: str, choices: Mapping[str, str]) -> set[str]:
-    """The choice labels an answer commits to: one for a clear answer, several for a hedge."""
+def science_labels(answer: str, choices: Mapping[str, str], fallback_labels: str = "ABCDEFGH") -> set[str]:
+    """The choice labels an answer commits to: one for a clear answer, several for a hedge.
+
+    In order: the answer is a bare label ('B', '(b)', 'B.'); the answer is a choice's text; it
+    opens with a label ('B) text', where the text of another choice makes it a hedge); it
+    mentions labels ('The answer is B', 'A or B'); it names choice texts ('oxygen or carbon
+    dioxide'). `fallback_labels` are the labels to look for when the choices are unknown.
+    """
     text = _strip_decoration(answer).strip().rstrip(".!")
     if not text:
         return set()
@@ -255,23 +262,18 @@ def science_labels(answer: str, choices: Mapping[str, str]) -> set[str]:
         exact = {label for label, choice in choices.items() if _plain(choice) == _plain(text)}
         if exact:
             return exact
+    known = set(choices) if choices else set(fallback_labels)
     leading = _LEADING_LABEL.match(text)
     if leading:
         label = next(group for group in leading.groups()[:3] if group).upper()
-        rest = leading[4]
-        if choices and label in choices:
-            named = _choices_named(rest, choices)
+        if label in known:
+            named = _choices_named(leading[4], choices) if choices else set()
             # "A) <the text of C>" names two choices: a hedge, not a free pass.
             return {label} | named if named and label not in named else {label}
-        if not choices or not _choices_named(rest, choices):
-            return {label}
-    tokens = {(lower or upper).upper() for lower, upper in _LABEL_TOKEN.findall(text)}
-    if choices:
-        tokens &= set(choices)
-        tokens |= _choices_named(text, choices)
-    else:
-        tokens = {token for token in tokens if token.isdigit() or token in "ABCDEFGH"}
-    return tokens
+    tokens = {(lower or upper).upper() for lower, upper in _LABEL_TOKEN.findall(text)} & known
+    if tokens:
+        return tokens
+    return _choices_named(text, choices) if choices else set()
 
 
 def score_science(answer: str, reference: Any, prompt: Any, choices_column: Any, values: RewardValues) -> float:
@@ -286,7 +288,8 @@ def score_science(answer: str, reference: Any, prompt: Any, choices_column: Any,
         if not by_text:
             return values.correct_reward if _plain(answer) == _plain(gold) else 0.0
         gold = next(iter(by_text))
-    labels = science_labels(answer, choices)
+    fallback = "123456789" if gold.isdigit() else "ABCDEFGH"
+    labels = science_labels(answer, choices, fallback)
     if labels == {gold}:
         return values.correct_reward
     if gold in labels:
@@ -300,9 +303,14 @@ _POLARITY = {"yes": "yes", "true": "yes", "y": "yes", "no": "no", "false": "no",
 _WORD = re.compile(r"[a-z]+")
 
 
+_EXPLANATION = re.compile(r"\b(?:because|since|as|given|due)\b")
+
+
 def logic_polarities(text: str) -> set[str]:
-    """{'yes'}, {'no'}, both (a hedge) or neither, from yes/no/true/false in any case or dress."""
-    words = _WORD.findall(_strip_decoration(text).casefold())
+    """{'yes'}, {'no'}, both (a hedge) or neither, from yes/no/true/false in any case or dress.
+    Only the verdict counts, not its explanation: 'Yes, because no one ...' is a yes."""
+    verdict = _EXPLANATION.split(_strip_decoration(text).casefold(), maxsplit=1)[0]
+    words = _WORD.findall(verdict)
     if len(words) == 1 and words[0] in ("y", "n"):
         return {_POLARITY[words[0]]}
     return {_POLARITY[word] for word in words if word in _POLARITY and len(word) > 1}
@@ -358,7 +366,7 @@ def _tests_of(tests: Any) -> tuple[str, ...]:
                 return (tests,)
         else:
             return (tests,) if stripped else ()
-    if not isinstance(tests, Sequence):
+    if not is_list_like(tests):
         return ()
     return tuple(str(test) for test in tests if str(test).strip())
 
