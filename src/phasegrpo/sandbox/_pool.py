@@ -47,7 +47,8 @@ class _Worker:
         self.report = self.receive() if ready else None
         if self.report is None:
             self.kill()
-            raise WorkerError(f"sandbox worker did not start within {_START_TIMEOUT_S:g} s ({command})")
+            raise WorkerError(f"The sandbox worker exited or did not answer within {_START_TIMEOUT_S:g} s; run "
+                              f"{' '.join(command)} by hand to see its error.")
 
     def fileno(self) -> int:
         return self.process.stdout.fileno()

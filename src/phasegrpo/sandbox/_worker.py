@@ -17,6 +17,7 @@ import errno
 import os
 import select
 import signal
+import socket
 import struct
 import sys
 import tempfile
@@ -68,11 +69,14 @@ def read_message(fd: int):
 
 # ---- start-up ----
 
-def start(force_fallback: bool) -> dict:
-    """Enter the namespaces (or not); returns the isolation report. In namespace mode the calling
-    process stays outside as a waiting parent and only the forked PID 1 returns."""
+def start(force_fallback: bool) -> tuple[dict, socket.socket]:
+    """Enter the namespaces (or not) and start the template; returns the isolation report and the
+    socket to the template. In namespace mode the calling process becomes the template (outside the
+    new PID namespace, whose PID 1 is the forked worker, the only one that returns here)."""
+    template_end, worker_end = socket.socketpair()
     if force_fallback:
-        return {"isolation": "fallback", "reason": "namespaces disabled by the caller"}
+        return _start_template({"isolation": "fallback", "reason": "namespaces disabled by the caller"},
+                               template_end, worker_end)
     new_root = tempfile.mkdtemp(prefix="phasegrpo-root-")
     read_only = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/etc/ld.so.cache",
                  os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
@@ -80,26 +84,90 @@ def start(force_fallback: bool) -> dict:
         _isolation.enter_user_namespace()
     except OSError as error:
         os.rmdir(new_root)
-        return {"isolation": "fallback", "reason": f"user namespaces unavailable ({error})"}
-    child = os.fork()
-    if child:  # stays in the host PID namespace only to wait and tidy up
+        return _start_template({"isolation": "fallback", "reason": f"user namespaces unavailable ({error})"},
+                               template_end, worker_end)
+    host_tmp = os.open(os.path.dirname(new_root), os.O_RDONLY)
+    os.chdir("/")  # so that the pivot below moves this process's working folder too
+    worker = os.fork()
+    if worker:
+        worker_end.close()
         for fd in range(3, 64):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        status = os.waitpid(child, 0)[1]
+            if fd not in (template_end.fileno(), host_tmp):
+                _close_quietly(fd)
+        template(template_end, is_fallback=False, worker=worker)
         try:
-            os.rmdir(new_root)
+            os.rmdir(os.path.basename(new_root), dir_fd=host_tmp)
         except OSError:
             pass
-        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        os._exit(0)
+    template_end.close()
+    os.close(host_tmp)
     _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
     try:
-        _isolation.build_root(new_root, read_only, tmp_size_mb=256)
+        _isolation.build_root(new_root, read_only, tmp_size_mb=64)
     except OSError as error:
-        return {"isolation": "partial", "reason": f"no private filesystem view ({error})"}
-    return {"isolation": "namespaces", "reason": ""}
+        return {"isolation": "partial", "reason": f"no private filesystem view ({error})"}, worker_end
+    return {"isolation": "namespaces", "reason": ""}, worker_end
+
+
+def _start_template(report: dict, template_end: socket.socket, worker_end: socket.socket):
+    if os.fork() == 0:
+        worker_end.close()
+        _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+        _isolation.prctl(_isolation.PR_SET_CHILD_SUBREAPER, 1)  # a killed zygote's runner comes back here
+        for fd in (0, 1):
+            _close_quietly(fd)
+        template(template_end, is_fallback=True, worker=None)
+        os._exit(0)
+    template_end.close()
+    return report, worker_end
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def template(connection: socket.socket, is_fallback: bool, worker: int | None) -> None:
+    """Fork a zygote per request and hand its pipes to the worker. This process never sees a job, so
+    nothing a program can find in its memory comes from another program or from any test."""
+
+    def reap(*_):
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == worker:
+                os._exit(0)
+
+    signal.signal(signal.SIGCHLD, reap)
+    while True:
+        try:
+            request = connection.recv(16)
+        except OSError:
+            request = b""
+        if not request:
+            return
+        control, events, records, output = os.pipe(), os.pipe(), os.pipe(), os.pipe()
+        zygote_pid = os.fork()
+        if zygote_pid == 0:
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                connection.close()
+                for fd in (control[1], events[0], records[0], output[0]):
+                    os.close(fd)
+                zygote(control[0], events[1], records[1], output[1], is_fallback)
+            finally:
+                os._exit(1)
+        ends = [control[1], events[0], records[0], output[0]]
+        socket.send_fds(connection, [str(zygote_pid).encode()], ends)
+        for fd in (*ends, control[0], events[1], records[1], output[1]):
+            os.close(fd)
 
 
 # ---- the runner: the only place untrusted code runs ----
@@ -157,9 +225,10 @@ def run_program(job: dict, first_test: int, workdir: str, is_fallback: bool) -> 
     os._exit(0)
 
 
-def zygote(control_fd: int, events_fd: int, records_fd: int, output_fd: int, workdir: str, is_fallback: bool):
-    """Clean child forked before the job is read: forks one runner per attempt, reports pid and exit."""
+def zygote(control_fd: int, events_fd: int, records_fd: int, output_fd: int, is_fallback: bool):
+    """Clean child of the template: receives one program, forks one runner per attempt, reports pid and exit."""
     _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     null = os.open(os.devnull, os.O_RDWR)
     job = read_message(control_fd)
     while job is not None:
@@ -176,7 +245,7 @@ def zygote(control_fd: int, events_fd: int, records_fd: int, output_fd: int, wor
                 os.dup2(records_fd, _RECORDS_FD)
                 os.closerange(_RECORDS_FD + 1, 1 << 16)
                 job["cpu_s"] = command["cpu_s"]
-                run_program(job, command["first_test"], workdir, is_fallback)
+                run_program(job, command["first_test"], job["workdir"], is_fallback)
             finally:
                 os._exit(1)
         write_message(events_fd, {"pid": runner})
@@ -190,24 +259,16 @@ def zygote(control_fd: int, events_fd: int, records_fd: int, output_fd: int, wor
 class _Job:
     """Pipes, folder and zygote for one program, made before the program is known."""
 
-    def __init__(self, is_fallback: bool, protocol_fds: tuple[int, int]):
+    def __init__(self, is_fallback: bool, template: socket.socket):
         self.workdir = tempfile.mkdtemp(prefix="run-", dir="/tmp" if not is_fallback else None)
         if is_fallback and os.getuid() == 0:
             os.chown(self.workdir, _isolation.NOBODY, _isolation.NOBODY)
-        control_r, self.control_w = os.pipe()
-        self.events_r, events_w = os.pipe()
-        self.records_r, records_w = os.pipe()
-        self.output_r, output_w = os.pipe()
-        self.zygote = os.fork()
-        if self.zygote == 0:
-            try:
-                for fd in (*protocol_fds, self.control_w, self.events_r, self.records_r, self.output_r):
-                    os.close(fd)
-                zygote(control_r, events_w, records_w, output_w, self.workdir, is_fallback)
-            finally:
-                os._exit(1)
-        for fd in (control_r, events_w, records_w, output_w):
-            os.close(fd)
+        template.send(b"zygote")
+        message, fds, _, _ = socket.recv_fds(template, 32, 4)
+        if len(fds) != 4:
+            raise RuntimeError("the sandbox template process is gone")
+        self.zygote = int(message)
+        self.control_w, self.events_r, self.records_r, self.output_r = fds
         for fd in (self.records_r, self.output_r):
             os.set_blocking(fd, False)
 
@@ -298,6 +359,7 @@ def run_job(job: _Job, message: dict) -> dict:
     child_job = {key: message[key] for key in ("setup", "code", "memory_mb", "file_size_mb", "max_processes")}
     child_job["tests"] = [plan.steps if plan else [("exec", "raise SyntaxError")] for plan in plans]
     failure, first_test = None, 0  # failure: (status, detail) for every test not judged yet
+    child_job["workdir"] = job.workdir
     try:
         write_message(job.control_w, child_job)
         while first_test < len(tests):
@@ -331,7 +393,7 @@ def _follow(attempt: _Attempt, plans, outcomes, timeout_s: float) -> tuple[str, 
 
     def stop() -> None:
         _kill(attempt.runner)
-        if runner_exit is None and _wait_event(job, 5.0) is None:
+        if runner_exit is None and _wait_event(job, 2.0) is None:
             raise OSError("the sandbox process did not report")
 
     while True:
@@ -410,9 +472,9 @@ def _cleanup(job: _Job, is_pid_one: bool) -> None:
         except ProcessLookupError:
             pass
     else:
-        _kill(job.zygote)
+        _kill(job.zygote)  # its runner follows (parent-death signal; no process can fork here)
     deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
+    while is_pid_one and time.monotonic() < deadline:  # orphans of the program, reparented to us
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
@@ -448,16 +510,14 @@ def main() -> None:
     os.dup2(null, 0)
     os.dup2(null, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    report = start(force_fallback="--no-namespaces" in sys.argv)
+    report, template_connection = start(force_fallback="--no-namespaces" in sys.argv)
     is_fallback = report["isolation"] == "fallback"
     is_pid_one = os.getpid() == 1
-    if not is_pid_one:
-        _isolation.prctl(_isolation.PR_SET_CHILD_SUBREAPER, 1)  # orphans come back to us to be reaped
     _isolation.prctl(_isolation.PR_SET_DUMPABLE, 0)
     report["seccomp"] = _isolation.seccomp_available()
     write_message(protocol_out, report)
     while True:
-        job = _Job(is_fallback, (protocol_in, protocol_out))
+        job = _Job(is_fallback, template_connection)
         message = read_message(protocol_in)
         if message is None:
             _cleanup(job, is_pid_one)
