@@ -27,6 +27,7 @@ from phasegrpo.rewards import (
     set_reward_values,
     use_reward_values,
 )
+from phasegrpo.rewards.values import markdown_table
 
 FIVE = (punish_refusal, match_format_exactly, match_format_approximately, check_answer, penalize_length_and_rambling)
 FULL = V.correct_reward
@@ -493,15 +494,12 @@ def test_set_reward_values_rejects_a_dict():
         set_reward_values({"correct_reward": 1.0})
 
 
-def _documented(value):
-    return ", ".join(f"`{phrase}`" for phrase in value) if isinstance(value, tuple) else f"`{value!r}`"
-
-
-def test_every_table_entry_is_documented_with_its_value_and_reason():
+def test_the_documented_table_is_the_table():
     docs = (Path(__file__).resolve().parents[1] / "docs" / "rewards.md").read_text(encoding="utf-8")
+    table = markdown_table()
+    assert table in docs, "docs/rewards.md is out of date: regenerate its table with `python -m phasegrpo.rewards.values`"
     for name, value, reason in RewardValues().table():
-        assert reason.strip(), name
-        assert f"| `{name}` | {_documented(value)} | " in docs, f"docs/rewards.md is missing or out of date for {name}"
+        assert reason.strip() and table.count(f"| `{name}` |") == 1, name
 
 
 # --- every function: inputs, pickling, robustness -----------------------------------------
@@ -556,6 +554,25 @@ def test_hostile_text_never_raises_and_is_fast(function, hostile, monkeypatch):
     assert time.perf_counter() - start < 3.0
 
 
+@pytest.mark.parametrize(
+    "answer",
+    ["9^{9^{9}}", "2^2^2^2^2", "10^{1000000}", "(10^{100})!", "\\binom{10^{9}}{10^{8}}", "\\prod_{k=1}^{10^{9}} k"],
+)
+def test_math_never_hangs_even_outside_the_main_thread(answer):
+    """math-verify's timeout is a signal, unavailable in threads: the screen must catch these."""
+    import threading
+
+    result = []
+    worker = threading.Thread(target=lambda: result.append(score(check_answer, reply(answer), domain="math", answer="1000")), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert result == [0.0]
+
+
+def test_math_verify_handles_products_of_powers():
+    assert score(check_answer, reply("2^3 \\cdot 3^2"), domain="math", answer="72") == FULL
+
+
 @pytest.mark.parametrize("function", FIVE, ids=lambda f: f.__name__)
 @pytest.mark.parametrize(
     "call",
@@ -593,7 +610,7 @@ UPPER = {
 }
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts=st.lists(_TAGGY_TEXT, min_size=1, max_size=4), domain=st.sampled_from(["math", "science", "logic", "other"]), reference=st.sampled_from(["72", "B", "yes", "", "-1/2"]))
 def test_property_finite_and_within_bounds(texts, domain, reference):
     for function in FIVE:

@@ -142,9 +142,10 @@ class RewardValues:
         "can hang on long or adversarial input. Plain numbers never need it.",
     )
     math_verify_timeout_s: int = _value(
-        2,
-        "Math: math-verify's own timeout per parse/compare (signal-based, main thread only; in "
-        "other threads the length cap is the only guard).",
+        1,
+        "Math: math-verify's own timeout per parse/compare (signal-based, so main thread only; "
+        "in other threads the length cap and the screen for exponent towers, huge exponents and "
+        "big factorials are the guard).",
     )
     code_timeout_s: float = _value(
         5.0,
@@ -224,6 +225,29 @@ class RewardValues:
         return [(spec.name, getattr(self, spec.name), spec.metadata["help"]) for spec in dataclasses.fields(self)]
 
 
+# Which function reads which entries (by name prefix), for the documented table.
+_TABLE_SECTIONS = (
+    ("punish_refusal", ("refusal_",)),
+    ("match_format_exactly", ("exact_format_",)),
+    ("match_format_approximately", ("tag_",)),
+    ("check_answer", ("correct_", "math_", "hedge_", "code_")),
+    ("penalize_length_and_rambling", ("soft_length_", "length_", "trailing_", "rambling_", "repetition_", "repeated_", "analysis_")),
+)
+
+
+def markdown_table(values: RewardValues | None = None) -> str:
+    """The table of docs/rewards.md: one section per reward function, one row per entry."""
+    rows = (values or RewardValues()).table()
+    lines: list[str] = []
+    for function, prefixes in _TABLE_SECTIONS:
+        lines += ["", f"### `{function}`", "", "| name | default | why |", "| --- | --- | --- |"]
+        for name, value, reason in rows:
+            if name.startswith(prefixes):
+                shown = ", ".join(f"`{phrase}`" for phrase in value) if isinstance(value, tuple) else f"`{value!r}`"
+                lines.append(f"| `{name}` | {shown} | {reason} |")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
 DEFAULT_REWARD_VALUES = RewardValues()
 _active: RewardValues = DEFAULT_REWARD_VALUES
 
@@ -283,3 +307,7 @@ def use_reward_values(values: RewardValues | Mapping[str, Any]) -> Iterator[Rewa
         yield table
     finally:
         set_reward_values(previous)
+
+
+if __name__ == "__main__":  # python -m phasegrpo.rewards.values > table.md (docs/rewards.md's table)
+    print(markdown_table(), end="")
