@@ -230,12 +230,26 @@ def test_fallback_mode_warns_once(isolated_batch):
         isolated_batch["pool"].isolation["isolation"]}
 
 
-def test_no_workdir_left_on_host(isolated_batch):
-    import tempfile
+def test_program_folders_are_removed(isolated_batch):
+    for worker in isolated_batch["pool"].workers:
+        folder = worker.report["host_folder"]
+        if isolated_batch["pool"].isolation["isolation"] == "fallback":
+            assert len(os.listdir(folder)) <= 1  # only the folder made ready for the next program
+        else:
+            assert os.listdir(folder) == []  # the private /tmp is a tmpfs inside the namespace
 
-    leftovers = [entry for entry in os.listdir(tempfile.gettempdir()) if entry.startswith("run-")]
-    # Only the folders the workers made ready for their next program may exist.
-    assert len(leftovers) <= len(isolated_batch["pool"].workers)
+
+@pytest.mark.parametrize("force_fallback", [False, True])
+def test_closed_or_killed_workers_leave_no_folder(force_fallback):
+    pool = _pool.WorkerPool(2, force_fallback=force_fallback)
+    jobs = [{"code": "open('x', 'w').write('1')", "setup": "", "tests": [], "timeout_s": 1.0, "memory_mb": 256,
+             "output_limit_bytes": 1000, "file_size_mb": 1, "max_processes": 4}] * 2
+    pool.run(jobs, [10.0, 10.0])
+    folders = [worker.report["host_folder"] for worker in pool.workers]
+    assert all(os.path.isdir(folder) for folder in folders)
+    pool.workers[0].kill()
+    pool.close()
+    assert not any(os.path.exists(folder) for folder in folders)
 
 
 # ---- verdict semantics, through the public API on the default pool ----

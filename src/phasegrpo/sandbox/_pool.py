@@ -11,6 +11,7 @@ import atexit
 import logging
 import os
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -79,6 +80,13 @@ class _Worker:
             pass
         self.process.wait()
         self.close_pipes()
+        self.remove_folder()
+
+    def remove_folder(self) -> None:
+        """The worker's folder on the host, left behind if the worker was killed."""
+        folder = (self.report or {}).get("host_folder")
+        if folder and os.path.basename(folder).startswith("phasegrpo-sandbox-"):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def close_pipes(self) -> None:
         for pipe in (self.process.stdin, self.process.stdout):
@@ -166,6 +174,7 @@ class WorkerPool:
         for worker in self.workers:
             try:
                 worker.process.wait(max(0.0, deadline - time.monotonic()))
+                worker.remove_folder()
             except subprocess.TimeoutExpired:
                 worker.kill()
         self.workers = []

@@ -77,7 +77,7 @@ def start(force_fallback: bool) -> tuple[dict, socket.socket]:
     if force_fallback:
         return _start_template({"isolation": "fallback", "reason": "namespaces disabled by the caller"},
                                template_end, worker_end)
-    new_root = tempfile.mkdtemp(prefix="phasegrpo-root-")
+    new_root = tempfile.mkdtemp(prefix="phasegrpo-sandbox-")
     read_only = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/etc/ld.so.cache",
                  os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
     try:
@@ -106,11 +106,15 @@ def start(force_fallback: bool) -> tuple[dict, socket.socket]:
     try:
         _isolation.build_root(new_root, read_only, tmp_size_mb=64)
     except OSError as error:
-        return {"isolation": "partial", "reason": f"no private filesystem view ({error})"}, worker_end
-    return {"isolation": "namespaces", "reason": ""}, worker_end
+        return {"isolation": "partial", "reason": f"no private filesystem view ({error})",
+                "host_folder": new_root}, worker_end
+    return {"isolation": "namespaces", "reason": "", "host_folder": new_root}, worker_end
 
 
 def _start_template(report: dict, template_end: socket.socket, worker_end: socket.socket):
+    # Program folders live in one folder per worker, which the pool removes if the worker is killed.
+    report["host_folder"] = tempfile.mkdtemp(prefix="phasegrpo-sandbox-")
+    os.chmod(report["host_folder"], 0o711)
     if os.fork() == 0:
         worker_end.close()
         _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -259,8 +263,8 @@ def zygote(control_fd: int, events_fd: int, records_fd: int, output_fd: int, is_
 class _Job:
     """Pipes, folder and zygote for one program, made before the program is known."""
 
-    def __init__(self, is_fallback: bool, template: socket.socket):
-        self.workdir = tempfile.mkdtemp(prefix="run-", dir="/tmp" if not is_fallback else None)
+    def __init__(self, is_fallback: bool, template: socket.socket, folder: str):
+        self.workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
         if is_fallback and os.getuid() == 0:
             os.chown(self.workdir, _isolation.NOBODY, _isolation.NOBODY)
         template.send(b"zygote")
@@ -517,7 +521,7 @@ def main() -> None:
     report["seccomp"] = _isolation.seccomp_available()
     write_message(protocol_out, report)
     while True:
-        job = _Job(is_fallback, template_connection)
+        job = _Job(is_fallback, template_connection, "/tmp" if is_pid_one else report["host_folder"])
         message = read_message(protocol_in)
         if message is None:
             _cleanup(job, is_pid_one)
