@@ -331,7 +331,11 @@ ADD = "def add(a, b):\n    return a + b"
         ("def add(a, b):\n    return 3", FULL / 3),  # one of three tests passes
         ("def add(a, b):\n    return a - b", FULL / 3),  # add(-1, 1) == 0? no; add(1,2)? no -> see below
         ("def add(a, b) return", 0.0),  # syntax error
+        # attempts to fool the tests
         ("import sys\nsys.exit(0)", 0.0),
+        ("import os\nos._exit(0)", 0.0),
+        ("class AlwaysEqual:\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return AlwaysEqual()", 0.0),
+        ("def add(a, b):\n    raise SystemExit(0)", 0.0),
     ],
 )
 def test_check_answer_code(answer, expected):
@@ -619,6 +623,39 @@ def test_property_finite_and_within_bounds(texts, domain, reference):
         for value in scores:
             assert math.isfinite(value)
             assert LOWER[function.__name__] - 1e-9 <= value <= UPPER[function.__name__] + 1e-9, (function.__name__, value)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet=st.characters(blacklist_categories=()), max_size=200), min_size=1, max_size=3),
+    domain=st.sampled_from(["math", "science", "logic", "code"]),
+)
+def test_property_any_unicode_never_raises(texts, domain):
+    """Any code points, lone surrogates and NUL included; the sandbox is stubbed (its own tests
+    cover what runs inside it)."""
+    from unittest import mock
+
+    def stub(programs, **options):
+        return [sandbox.Verdict(1, max(1, len(program.tests)), "ok") for program in programs]
+
+    columns = {"domain": [domain] * len(texts), "answer": ["72"] * len(texts), "tests": [["assert f()"]] * len(texts)}
+    with mock.patch.object(sandbox, "run_programs", stub):
+        for function in FIVE:
+            scores = function([f"<answer>{text}</answer>" for text in texts] + texts, **{k: v * 2 for k, v in columns.items()})
+            assert len(scores) == 2 * len(texts)
+            assert all(math.isfinite(value) for value in scores)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reasoning=st.text(min_size=1, max_size=300).filter(lambda s: s.strip() and "<" not in s),
+    answer=st.text(alphabet="0123456789abcdefxyz +-.,$", min_size=1, max_size=30).filter(str.strip),
+)
+def test_property_any_rendered_reply_is_exact_format(reasoning, answer):
+    text = render(reasoning, answer)
+    assert score(match_format_exactly, text) == V.exact_format_reward
+    assert score(match_format_approximately, text) == 4 * V.tag_once_reward
+    assert score(penalize_length_and_rambling, text) <= 0.0
 
 
 @settings(max_examples=60, deadline=None)
