@@ -65,6 +65,13 @@ def test_exports_exactly_the_contract_names():
         ("I'M SORRY, BUT no.", True),
         (reply("I'm sorry, but I cannot answer this."), True),  # refusal in the answer block
         ("<reasoning>I am unable to solve this.</reasoning>", True),  # no answer block
+        (reply("N/A"), True),  # placeholder answers decline while looking filled in
+        (reply("Unknown."), True),
+        (reply("**I don't know**"), True),
+        (reply("?"), True),
+        (reply("none"), False),  # can be a real answer
+        (reply("-5"), False),
+        (reply("No"), False),
         # traps: the words inside a real answer are not a refusal
         (reply("72", reasoning="I can't be sure, but 40 + 32 = 72."), False),
         (reply("72", reasoning="I'm sorry, but the first try was wrong. I can't help noticing 40 + 32 = 72."), False),
@@ -501,7 +508,7 @@ def test_set_reward_values_rejects_a_dict():
 def test_the_documented_table_is_the_table():
     docs = (Path(__file__).resolve().parents[1] / "docs" / "rewards.md").read_text(encoding="utf-8")
     table = markdown_table()
-    assert table in docs, "docs/rewards.md is out of date: regenerate its table with `python -m phasegrpo.rewards.values`"
+    assert table in docs, "docs/rewards.md is out of date: regenerate its table from phasegrpo.rewards.values.markdown_table()"
     for name, value, reason in RewardValues().table():
         assert reason.strip() and table.count(f"| `{name}` |") == 1, name
 

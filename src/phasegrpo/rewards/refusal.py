@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from phasegrpo.formats import TAGS, extract_answer, has_empty_answer
+import re
+
 from phasegrpo.rewards._common import normalize_phrase_text, phrase_pattern, safe_reward
 from phasegrpo.rewards.values import RewardValues, reward_values
 
 
 def is_refusal(text: str, values: RewardValues) -> bool:
-    """Empty output, an empty `<answer>`, or a stock refusal where the answer should be.
+    """Empty output, an empty or placeholder `<answer>` ('N/A', 'unknown'), or a stock refusal
+    where the answer should be.
 
     The phrase must open the answer block (or, with no answer block, the reply): a real answer
     whose reasoning says "I can't be sure, but 40 + 32 = 72" is not a refusal.
@@ -20,12 +23,26 @@ def is_refusal(text: str, values: RewardValues) -> bool:
         return False
     window = values.refusal_window_chars
     answer = extract_answer(text)
+    if answer is not None and _is_placeholder(answer, values):
+        return True
     if answer is None:
         head = text[: window + 64]
         for tag in TAGS:
             head = head.replace(tag, " ")
         answer = head.strip()
     return pattern.search(normalize_phrase_text(answer[: window + 64]), 0, window) is not None
+
+
+_EDGE_PUNCTUATION = re.compile(r"^[\s*_`\"'.(\[]+|[\s*_`\"'.!)\]]+$")
+
+
+def _is_placeholder(answer: str, values: RewardValues) -> bool:
+    if len(answer) > 64:
+        return False
+    bare = normalize_phrase_text(answer).strip()
+    if bare in values.refusal_placeholder_answers:  # "?", "...", "-" are all punctuation
+        return True
+    return _EDGE_PUNCTUATION.sub("", bare) in values.refusal_placeholder_answers
 
 
 @safe_reward

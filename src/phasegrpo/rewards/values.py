@@ -88,6 +88,12 @@ class RewardValues:
         "Stock refusal openings (matched case-insensitively, curly apostrophes folded). Only "
         "whole, specific phrases: 'I can't be sure' or 'sorry' alone are not refusals.",
     )
+    refusal_placeholder_answers: tuple[str, ...] = _value(
+        ("n/a", "na", "unknown", "i don't know", "idk", "no answer", "cannot be determined", "?", "...", "-"),
+        "Whole answers that decline while looking filled in; scored like an empty <answer> so the "
+        "format rewards cannot be collected without answering. 'none' is left out: it can be a "
+        "real answer.",
+    )
     refusal_window_chars: int = _value(
         160,
         "A phrase counts only within this many characters of the start of the answer block, or "
@@ -308,6 +314,3 @@ def use_reward_values(values: RewardValues | Mapping[str, Any]) -> Iterator[Rewa
     finally:
         set_reward_values(previous)
 
-
-if __name__ == "__main__":  # python -m phasegrpo.rewards.values > table.md (docs/rewards.md's table)
-    print(markdown_table(), end="")
