@@ -155,6 +155,9 @@ def test_near_miss_ranks_between_prose_and_exact():
         ("The answer is 72.", "72", FULL),
         ("**72** apples", "72", FULL),
         ("40 + 32 = 72", "72", FULL),
+        ("72, because 8 boxes hold 9 each", "72", FULL),  # the justification's numbers are not candidates
+        ("Since 40 + 32 = 72, the answer is 72.", "72", FULL),
+        ("74 because 40 + 32 = 72", "72", 0.0),
         ("\\frac{3}{4}", "0.75", FULL),
         ("3/4", "0.75", FULL),
         ("0.5", "\\frac{1}{2}", FULL),

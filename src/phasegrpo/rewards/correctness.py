@@ -62,6 +62,17 @@ def _strip_decoration(text: str) -> str:
 _TEXT_WRAPPER = re.compile(r"\\(?:text|mathrm|textbf|mathbf|operatorname)\s*\{([^{}]*)\}")
 
 
+# Where a verdict's justification starts: "Yes, because no one ...", "72 since 8 x 9 ...".
+_EXPLANATION = re.compile(r"\b(?:because|since|as|given|due)\b", re.IGNORECASE)
+
+
+def _without_explanation(text: str) -> str:
+    """The text before its first 'because'/'since'/... when anything precedes it, else all of it
+    (the numbers and words in a justification are not candidate answers)."""
+    verdict = _EXPLANATION.split(text, maxsplit=1)[0]
+    return verdict if verdict.strip(" \t\n,;:.") else text
+
+
 def _unbox(text: str) -> str:
     """The content of the last `\\boxed{...}` (or `\\fbox{...}`), else the text unchanged."""
     start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
@@ -101,7 +112,11 @@ def _math_text(text: str) -> str:
 
 
 def _final_segment(text: str) -> str:
-    """What follows the last `=` or `≈` when a number follows it ('36 + 36 = 72' -> '72')."""
+    """The part that states the result: before any justification ('72 because 8 x 9' -> '72'),
+    then what follows the last `=` or `≈` when a number follows it ('36 + 36 = 72' -> '72')."""
+    verdict = _without_explanation(text)
+    if any(character.isdigit() for character in verdict):
+        text = verdict
     cut = max(text.rfind(marker) + len(marker) if marker in text else -1 for marker in _RESULT_MARKERS)
     if cut > 0 and any(character.isdigit() for character in text[cut:]):
         return text[cut:]
@@ -137,12 +152,21 @@ def _reference_text(reference: Any) -> str:
     return text.rsplit("####", 1)[1] if "####" in text else text  # a raw GSM8K solution
 
 
+@functools.lru_cache(maxsize=1)
+def _math_verify_api():
+    """math-verify's (parse, verify), imported and warmed up once: its first parse builds the
+    LaTeX grammar, which on a busy CPU can outlast the timeout and cost a right answer."""
+    from math_verify import parse, verify
+
+    verify(parse("$1$", parsing_timeout=None), parse("$1$", parsing_timeout=None), timeout_seconds=None)
+    return parse, verify
+
+
 @functools.lru_cache(maxsize=4096)
 def _math_verify_equal(reference: str, answer: str, timeout_s: int) -> bool:
     """math-verify's verdict, False when it cannot decide (parse failure, timeout, any error)."""
     try:
-        from math_verify import parse, verify
-
+        parse, verify = _math_verify_api()
         in_main_thread = threading.current_thread() is threading.main_thread()
         timeout = timeout_s if in_main_thread else None  # its timeout uses signal.alarm
         gold = parse(reference if "$" in reference else f"${reference}$", parsing_timeout=timeout)
@@ -150,9 +174,9 @@ def _math_verify_equal(reference: str, answer: str, timeout_s: int) -> bool:
         if not gold or not target:
             return False
         return bool(verify(gold, target, timeout_seconds=timeout))
-    except BaseException as error:  # noqa: BLE001 - includes its TimeoutException; never fail a step
-        if isinstance(error, (KeyboardInterrupt, SystemExit)):
-            raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - its TimeoutException is a BaseException; never fail a step
         return False
 
 
@@ -310,13 +334,10 @@ _POLARITY = {"yes": "yes", "true": "yes", "y": "yes", "no": "no", "false": "no",
 _WORD = re.compile(r"[a-z]+")
 
 
-_EXPLANATION = re.compile(r"\b(?:because|since|as|given|due)\b")
-
-
 def logic_polarities(text: str) -> set[str]:
     """{'yes'}, {'no'}, both (a hedge) or neither, from yes/no/true/false in any case or dress.
     Only the verdict counts, not its explanation: 'Yes, because no one ...' is a yes."""
-    verdict = _EXPLANATION.split(_strip_decoration(text).casefold(), maxsplit=1)[0]
+    verdict = _without_explanation(_strip_decoration(text).casefold())
     words = _WORD.findall(verdict)
     if len(words) == 1 and words[0] in ("y", "n"):
         return {_POLARITY[words[0]]}

@@ -148,7 +148,7 @@ class RewardValues:
         "can hang on long or adversarial input. Plain numbers never need it.",
     )
     math_verify_timeout_s: int = _value(
-        1,
+        3,
         "Math: math-verify's own timeout per parse/compare (signal-based, so main thread only; "
         "in other threads the length cap and the screen for exponent towers, huge exponents and "
         "big factorials are the guard).",
