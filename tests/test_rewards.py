@@ -164,6 +164,9 @@ def test_near_miss_ranks_between_prose_and_exact():
         ("2^{10}", "1024", FULL),  # math-verify evaluates it
         ("\\text{72 km}", "72", FULL),
         ("-5", "-5", FULL),
+        ("-$72", "-72", FULL),
+        ("$-72$", "-72", FULL),
+        ("-\\$72", "-72", FULL),
         ("1.2e3", "1200", FULL),
         ("1.2 \\times 10^{3}", "1200", FULL),  # math-verify
         ("\\sqrt{16}", "4", FULL),  # math-verify
@@ -242,6 +245,7 @@ DOTTED_PROMPT = "Which gas do plants take in?\nA. oxygen\nB. carbon dioxide\nC. 
         ("Plants take in carbon dioxide", FULL),
         ("B, because plants use carbon dioxide, not oxygen", FULL),  # other choices in the explanation
         ("B because 2 of the gases are inert", FULL),
+        ("B, because A is what animals need", FULL),
         ("A", 0.0),
         ("oxygen", 0.0),
         ("A) oxygen", 0.0),

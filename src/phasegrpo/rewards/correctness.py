@@ -53,7 +53,7 @@ def _strip_decoration(text: str) -> str:
     """The answer without markdown emphasis, `\\boxed{}`, LaTeX text wrappers and 'The answer is'."""
     text = text[:_ANSWER_SCAN_CHARS].replace("**", "").replace("`", "").strip()
     text = _unbox(text)
-    text = _TEXT_WRAPPER.sub(r"\1", text).replace("$", " ").strip()
+    text = _TEXT_WRAPPER.sub(r"\1", text).replace("-\\$", "-").replace("-$", "-").replace("\\$", " ").replace("$", " ").strip()
     for _ in range(2):  # "The answer is option B"
         text = _PREFIX.sub("", text, count=1).strip()
     return text
@@ -106,7 +106,7 @@ _RESULT_MARKERS = ("=", "\\approx", "\u2248")
 def _math_text(text: str) -> str:
     """Answer text with currency, LaTeX fractions and thousands spacing normalized to plain
     numbers (`\\frac{3}{4}` -> `3/4`, `1{,}234` -> `1,234`)."""
-    text = _strip_decoration(text).translate(_CURRENCY_AND_SPACES).replace("\\$", "").replace("\\%", "%")
+    text = _strip_decoration(text).translate(_CURRENCY_AND_SPACES).replace("\\%", "%")
     text = _LATEX_FRACTION.sub(r"\1/\2", text)
     return _THIN_THOUSANDS.sub(",", text)
 
@@ -301,7 +301,7 @@ def science_labels(answer: str, choices: Mapping[str, str], fallback_labels: str
             named = _choices_named(leading[4], choices) if choices else set()
             # "A) <the text of C>" names two choices: a hedge, not a free pass.
             return {label} | named if named and label not in named else {label}
-    tokens = {(lower or upper).upper() for lower, upper in _LABEL_TOKEN.findall(text)} & known
+    tokens = {(lower or upper).upper() for lower, upper in _LABEL_TOKEN.findall(_without_explanation(text))} & known
     if tokens:
         return tokens
     return _choices_named(text, choices) if choices else set()
