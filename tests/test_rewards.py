@@ -161,6 +161,9 @@ def test_near_miss_ranks_between_prose_and_exact():
         ("\\frac{3}{4}", "0.75", FULL),
         ("3/4", "0.75", FULL),
         ("0.5", "\\frac{1}{2}", FULL),
+        ("2\\sqrt{2}", "2\\sqrt{2}", FULL),  # a symbolic reference goes to math-verify
+        ("\\sqrt{8}", "2\\sqrt{2}", FULL),
+        ("2", "2\\sqrt{2}", 0.0),  # not the plain number that its digits spell
         ("2^{10}", "1024", FULL),  # math-verify evaluates it
         ("\\text{72 km}", "72", FULL),
         ("-5", "-5", FULL),

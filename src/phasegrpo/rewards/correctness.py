@@ -158,7 +158,9 @@ def _math_verify_api():
     LaTeX grammar, which on a busy CPU can outlast the timeout and cost a right answer."""
     from math_verify import parse, verify
 
-    verify(parse("$1$", parsing_timeout=None), parse("$1$", parsing_timeout=None), timeout_seconds=None)
+    timeout_s = 60 if threading.current_thread() is threading.main_thread() else None
+    # A symbolic comparison, so sympy's lazily imported simplification code loads now too.
+    verify(parse("$2$", parsing_timeout=timeout_s), parse("$\\sqrt{4}$", parsing_timeout=timeout_s), timeout_seconds=timeout_s)
     return parse, verify
 
 
@@ -194,31 +196,29 @@ def _math_verify(reference: str, answer: str, values: RewardValues) -> bool:
     return _math_verify_equal(reference.strip(), answer.strip(), max(1, int(values.math_verify_timeout_s)))
 
 
+def _is_symbolic(text: str) -> bool:
+    """Whether the normalized text still holds maths beyond plain numbers (roots, powers, pi)."""
+    return _SYMBOLIC.search(_math_text(text)) is not None
+
+
 def score_math(answer: str, reference: Any, values: RewardValues) -> float:
     """Full credit for the reference number (after normalization, or equal per math-verify), a
     fraction when within `math_near_rel_tol`, `hedge_fraction` when it is one of several
-    different numbers, 0.0 otherwise."""
+    different numbers, 0.0 otherwise. A symbolic reference ('2\\sqrt{2}') goes to math-verify."""
     reference_text = _reference_text(reference).strip()
     gold_numbers = parse_numbers(reference_text)
     candidates = parse_numbers(answer)
-    looks_symbolic = _SYMBOLIC.search(answer[:_ANSWER_SCAN_CHARS]) is not None or len(gold_numbers) != 1
-    if len(gold_numbers) == 1 and candidates:
-        gold = gold_numbers[0]
-        if len(candidates) == 1:
-            if _is_close(candidates[0], gold, values.math_exact_rel_tol):
-                return values.correct_reward
-            if looks_symbolic and _math_verify(reference_text, answer, values):
-                return values.correct_reward
-            if _is_close(candidates[0], gold, values.math_near_rel_tol):
-                return values.correct_reward * values.math_near_fraction
-            return 0.0
-        if looks_symbolic and _math_verify(reference_text, answer, values):
-            return values.correct_reward
-        if any(_is_close(candidate, gold, values.math_near_rel_tol) for candidate in candidates):
-            return values.correct_reward * values.hedge_fraction
-        return 0.0
-    if looks_symbolic or not candidates:
+    if len(gold_numbers) != 1 or _is_symbolic(reference_text) or not candidates:
         return values.correct_reward if _math_verify(reference_text, answer, values) else 0.0
+    gold = gold_numbers[0]
+    if len(candidates) == 1 and _is_close(candidates[0], gold, values.math_exact_rel_tol):
+        return values.correct_reward
+    if _is_symbolic(answer) and _math_verify(reference_text, answer, values):  # '2^{10}' is 1024
+        return values.correct_reward
+    if len(candidates) == 1:
+        return values.correct_reward * values.math_near_fraction if _is_close(candidates[0], gold, values.math_near_rel_tol) else 0.0
+    if any(_is_close(candidate, gold, values.math_near_rel_tol) for candidate in candidates):
+        return values.correct_reward * values.hedge_fraction
     return 0.0
 
 
