@@ -79,6 +79,7 @@ def test_exports_exactly_the_contract_names():
         (reply("72"), False),
         ("The answer is 72.", False),
         ("Sorry for the delay: 72.", False),
+        (reply("As an aide to the king, Bob paid 72."), False),  # whole words only
     ],
 )
 def test_punish_refusal(completion, is_refusal):
@@ -445,6 +446,7 @@ def test_domain_spelling_is_forgiving():
         (reply("72", reasoning="40 + 32 = 72. Wait, let me re-check. Yes."), V.rambling_phrase_penalty),
         (reply("72", reasoning="Hmm, 40 + 32. Let me double-check: 72. Let me know if you need more."), 3 * V.rambling_phrase_penalty),
         (reply("72", reasoning="hmm, " * 20), V.rambling_penalty_max),
+        (reply("72", reasoning="We wait, nobody is late: 40 + 32 = 72."), 0.0),  # 'wait, no' is not in 'wait, nobody'
         (reply("72", reasoning="The sum of the two numbers is 72. " * 3), 2 * V.repeated_sentence_penalty),
     ],
 )

@@ -74,10 +74,17 @@ def normalize_phrase_text(text: str) -> str:
     return _WHITESPACE.sub(" ", text.translate(_CURLY).casefold())
 
 
+def _whole_words(phrase: str) -> str:
+    """The phrase as a regex that does not match inside a longer word ('as an ai' in 'as an aide')."""
+    start = r"(?<!\w)" if phrase[0].isalnum() else ""
+    end = r"(?!\w)" if phrase[-1].isalnum() else ""
+    return start + re.escape(phrase) + end
+
+
 @functools.lru_cache(maxsize=32)
 def phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     """One alternation of the phrases, longest first so an occurrence counts once."""
     cleaned = sorted({normalize_phrase_text(phrase).strip() for phrase in phrases if phrase.strip()}, key=len, reverse=True)
     if not cleaned:
         return None
-    return re.compile("|".join(re.escape(phrase) for phrase in cleaned))
+    return re.compile("|".join(_whole_words(phrase) for phrase in cleaned))
