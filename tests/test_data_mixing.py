@@ -171,3 +171,4 @@ def test_bad_sampler_inputs_are_clear_errors():
         make_mix_schedule("cosine")
     with pytest.raises(ValueError, match="floor"):
         AdaptiveMix(floor=0.3)
+

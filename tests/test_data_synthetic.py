@@ -122,3 +122,23 @@ def test_prompts_are_short(train_rows):
 def test_unknown_split_is_a_clear_error():
     with pytest.raises(ValueError, match="Unknown split 'validation' for synthetic data. Available: train, test"):
         load_domain("math", source="synthetic", split="validation")
+
+
+def test_gold_replies_score_full_with_the_reward_and_wrong_ones_do_not(train_rows):
+    from phasegrpo.formats import render
+    from phasegrpo.rewards import check_answer
+
+    rows = [row for domain in ("math", "science", "logic") for row in train_rows[domain][:40]] + train_rows["code"][:8]
+
+    def score(answers):
+        return check_answer(
+            [render("Worked it out.", answer) for answer in answers],
+            domain=[row["domain"] for row in rows],
+            answer=[row["answer"] for row in rows],
+            tests=[row["tests"] for row in rows],
+            setup_code=[row["setup_code"] for row in rows],
+        )
+
+    gold = score([row["answer"] for row in rows])
+    assert min(gold) == max(gold) > 0
+    assert max(score(["zzz"] * len(rows))) < min(gold)
