@@ -448,10 +448,21 @@ def test_domain_spelling_is_forgiving():
         (reply("72", reasoning="hmm, " * 20), V.rambling_penalty_max),
         (reply("72", reasoning="We wait, nobody is late: 40 + 32 = 72."), 0.0),  # 'wait, no' is not in 'wait, nobody'
         (reply("72", reasoning="The sum of the two numbers is 72. " * 3), 2 * V.repeated_sentence_penalty),
+        (reply("72", reasoning="We add the two numbers together now\nwe add the two numbers together now\nso 72"), V.repeated_sentence_penalty),
+        (reply("72", reasoning="So 3 + 4 = 7.\nSo 3 + 4 = 7."), 0.0),  # short steps may recur
     ],
 )
 def test_penalize_length_and_rambling_rules(completion, expected):
     assert score(penalize_length_and_rambling, completion) == pytest.approx(expected)
+
+
+def test_code_may_repeat_its_lines_but_its_prose_may_not():
+    code = "def f(x):\n    total = total + x[0] * weight + offset\n    total = total + x[0] * weight + offset\n    return total"
+    repeated_prose = "We loop over the list of numbers here. We loop over the list of numbers here."
+    assert score(penalize_length_and_rambling, reply(f"```python\n{code}\n```"), domain="code") == 0.0
+    assert score(penalize_length_and_rambling, reply(code), domain="code") == 0.0
+    assert score(penalize_length_and_rambling, reply(code, reasoning=repeated_prose), domain="code") == V.repeated_sentence_penalty
+    assert score(penalize_length_and_rambling, reply(code), domain="math") == V.repeated_sentence_penalty
 
 
 def test_length_penalty_grows_with_the_excess_and_is_capped():

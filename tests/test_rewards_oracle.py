@@ -38,12 +38,13 @@ def failing(ids, scores, predicate):
     return [(row_id, value) for row_id, value in zip(ids, scores) if not predicate(value)]
 
 
-def assert_gold_is_clean(completions):
+def assert_gold_is_clean(completions, domain):
     """Gold replies: no refusal, exact format, every tag once, no length/rambling penalty."""
-    assert set(punish_refusal(completions)) == {0.0}
-    assert set(match_format_exactly(completions)) == {V.exact_format_reward}
-    assert set(match_format_approximately(completions)) == {4 * V.tag_once_reward}
-    penalties = penalize_length_and_rambling(completions)
+    columns = {"domain": [domain] * len(completions)}
+    assert set(punish_refusal(completions, **columns)) == {0.0}
+    assert set(match_format_exactly(completions, **columns)) == {V.exact_format_reward}
+    assert set(match_format_approximately(completions, **columns)) == {4 * V.tag_once_reward}
+    penalties = penalize_length_and_rambling(completions, **columns)
     assert [p for p in penalties if p != 0.0] == []
 
 
@@ -76,7 +77,7 @@ def test_gsm8k_gold_earns_full_credit(dress):
     scores = check_answer(completions, domain=["math"] * len(parts), answer=[final for _, final in parts])
     assert failing(range(len(parts)), scores, lambda value: value == FULL) == []
     if dress == "{}":
-        assert_gold_is_clean(completions)
+        assert_gold_is_clean(completions, "math")
 
 
 def test_gsm8k_gold_in_dollars_and_thousands_earns_full_credit():
@@ -145,7 +146,7 @@ def test_arc_gold_earns_full_credit(style, dress):
     scores = check_answer(completions, domain=["science"] * len(golds), answer=golds, prompts=prompts)
     assert failing([row["id"] for row in ARC], scores, lambda value: value == FULL) == []
     if dress == "{label}":
-        assert_gold_is_clean(completions)
+        assert_gold_is_clean(completions, "science")
 
 
 @pytest.mark.parametrize("style", ["project", "source-dotted"])
@@ -188,7 +189,7 @@ def test_strategyqa_gold_earns_full_credit_and_the_opposite_none(dress):
         assert failing(ids, check_answer(gold_replies, domain=["logic"] * len(ids), answer=references), lambda value: value == FULL) == []
         assert set(check_answer(wrong_replies, domain=["logic"] * len(ids), answer=references)) == {0.0}
     if dress == "{}":
-        assert_gold_is_clean(gold_replies)
+        assert_gold_is_clean(gold_replies, "logic")
 
 
 # --- code: MBPP ----------------------------------------------------------------------------
@@ -218,4 +219,5 @@ def test_mbpp_gold_earns_full_credit_and_wrong_code_less():
     ids = [row["task_id"] for row in rows]
     assert failing(ids * 2, scores[: 2 * count], lambda value: value == FULL) == []
     assert failing(ids, scores[2 * count :], lambda value: value < FULL) == []
-    assert_gold_is_clean(fenced)
+    assert_gold_is_clean(fenced, "code")
+    assert_gold_is_clean(unfenced, "code")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from phasegrpo.formats import TAGS, text_after_answer
-from phasegrpo.rewards._common import normalize_phrase_text, phrase_pattern, safe_reward
+from phasegrpo.formats import TAGS, extract_answer, text_after_answer
+from phasegrpo.rewards._common import column, normalize_phrase_text, phrase_pattern, safe_reward
 from phasegrpo.rewards.values import RewardValues, reward_values
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -54,13 +54,22 @@ def repetition_penalty(text: str, values: RewardValues) -> float:
     return max(values.repetition_penalty_max, min(sentence_penalty, ngram_penalty))
 
 
-def length_and_rambling_penalty(text: str, values: RewardValues) -> float:
-    analysed = normalize_phrase_text(text[: values.analysis_max_chars])
+def _without_code(text: str) -> str:
+    """The text with its answer block and fenced blocks removed: code repeats lines by nature."""
+    answer = extract_answer(text)
+    if answer:
+        text = text.replace(answer, "\n")
+    return "\n".join(text.split("```")[0::2])
+
+
+def length_and_rambling_penalty(text: str, values: RewardValues, is_code: bool = False) -> float:
+    head = text[: values.analysis_max_chars]
+    prose = _without_code(head) if is_code else head
     return (
         length_penalty(text, values)
         + trailing_text_penalty(text, values)
-        + rambling_penalty(analysed, values)
-        + repetition_penalty(analysed, values)
+        + rambling_penalty(normalize_phrase_text(head), values)
+        + repetition_penalty(prose.casefold(), values)  # line breaks kept: a line is a sentence
     )
 
 
@@ -68,6 +77,10 @@ def length_and_rambling_penalty(text: str, values: RewardValues) -> float:
 def penalize_length_and_rambling(completions: list[str], **kwargs) -> list[float]:
     """0.0 for a concise, well-formed reply; negative for length beyond `soft_length_chars`
     (growing, capped), text after `</answer>`, rambling phrases, and repeated sentences or
-    n-grams. Each part is capped, so the sum is bounded (see docs/rewards.md)."""
+    n-grams (outside the code, for `domain` "code"). Each part is capped, so the sum is bounded
+    (see docs/rewards.md)."""
     values = reward_values()
-    return [length_and_rambling_penalty(text, values) for text in completions]
+    return [
+        length_and_rambling_penalty(text, values, is_code=str(column(kwargs, "domain", index, "")).strip().casefold() == "code")
+        for index, text in enumerate(completions)
+    ]

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from phasegrpo.formats import TAGS, extract_answer, has_empty_answer
 import re
 
+from phasegrpo.formats import TAGS, extract_answer, has_empty_answer
 from phasegrpo.rewards._common import normalize_phrase_text, phrase_pattern, safe_reward
 from phasegrpo.rewards.values import RewardValues, reward_values
+
+# Markdown and quotes around a placeholder answer: "**N/A**", "'unknown'.".
+_EDGE_PUNCTUATION = re.compile(r"^[\s*_`\"'.(\[]+|[\s*_`\"'.!)\]]+$")
+
+
+def _is_placeholder(answer: str, values: RewardValues) -> bool:
+    if len(answer) > 64:
+        return False
+    bare = normalize_phrase_text(answer).strip()
+    # Test before stripping punctuation too: "?", "..." and "-" are nothing but punctuation.
+    return bare in values.refusal_placeholder_answers or _EDGE_PUNCTUATION.sub("", bare) in values.refusal_placeholder_answers
 
 
 def is_refusal(text: str, values: RewardValues) -> bool:
@@ -18,31 +29,19 @@ def is_refusal(text: str, values: RewardValues) -> bool:
     """
     if not text.strip() or has_empty_answer(text):
         return True
+    answer = extract_answer(text)
+    if answer is not None and _is_placeholder(answer, values):
+        return True
     pattern = phrase_pattern(values.refusal_phrases)
     if pattern is None:
         return False
     window = values.refusal_window_chars
-    answer = extract_answer(text)
-    if answer is not None and _is_placeholder(answer, values):
-        return True
     if answer is None:
         head = text[: window + 64]
         for tag in TAGS:
             head = head.replace(tag, " ")
         answer = head.strip()
     return pattern.search(normalize_phrase_text(answer[: window + 64]), 0, window) is not None
-
-
-_EDGE_PUNCTUATION = re.compile(r"^[\s*_`\"'.(\[]+|[\s*_`\"'.!)\]]+$")
-
-
-def _is_placeholder(answer: str, values: RewardValues) -> bool:
-    if len(answer) > 64:
-        return False
-    bare = normalize_phrase_text(answer).strip()
-    if bare in values.refusal_placeholder_answers:  # "?", "...", "-" are all punctuation
-        return True
-    return _EDGE_PUNCTUATION.sub("", bare) in values.refusal_placeholder_answers
 
 
 @safe_reward

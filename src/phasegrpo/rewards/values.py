@@ -187,9 +187,9 @@ class RewardValues:
     rambling_phrase_penalty: float = _value(-0.25, "Per rambling phrase occurrence.")
     rambling_penalty_max: float = _value(-1.0, "Cap of the rambling-phrase penalty (four phrases).")
     repetition_min_sentence_words: int = _value(
-        4,
-        "Sentences shorter than this are ignored when looking for repeats ('So 3 + 4 = 7.' style "
-        "steps legitimately recur).",
+        6,
+        "Sentences (or lines) with fewer words, numbers included, are ignored when looking for "
+        "repeats: short steps like 'So 3 + 4 = 7.' legitimately recur.",
     )
     repeated_sentence_penalty: float = _value(-0.25, "Per repeat of an earlier sentence.")
     repetition_ngram_words: int = _value(5, "Word n-gram size for the loop detector.")
