@@ -42,6 +42,14 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 
 
+def setns(fd: int, kind: int) -> None:
+    _check(_libc.setns(fd, kind), "setns")
+
+
+def namespaces_possible() -> bool:
+    return platform.system() == "Linux" and platform.machine() in _PIVOT_ROOT
+
+
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     encode = lambda text: None if text is None else text.encode()  # noqa: E731
     _check(_libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
@@ -174,8 +182,8 @@ def seccomp_available() -> bool:
     return platform.machine() == "x86_64"
 
 
-def install_seccomp(is_fallback: bool) -> None:
-    """Install the deny-list filter (x86_64 only; needs no_new_privs first)."""
+def seccomp_filter(is_fallback: bool) -> bytes:
+    """The deny-list filter as classic BPF (x86_64)."""
     ld_abs, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
     allow, deny, kill = 0x7FFF0000, 0x00050000 | _EPERM, 0x80000000
     program = [
@@ -200,7 +208,11 @@ def install_seccomp(is_fallback: bool) -> None:
     for number in sorted(set(denied.values())):
         program += [(jeq, 0, 1, number), (ret, 0, 0, deny)]
     program.append((ret, 0, 0, allow))
-    filters = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+    return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+
+
+def install_seccomp(filters: bytes) -> None:
+    """Install a filter from `seccomp_filter` on this thread (needs no_new_privs first)."""
     buffer = ctypes.create_string_buffer(filters)
-    fprog = struct.pack("HxxxxxxQ", len(program), ctypes.addressof(buffer))
+    fprog = struct.pack("HxxxxxxQ", len(filters) // 8, ctypes.addressof(buffer))
     _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.c_char_p(fprog), 0, 0), "seccomp")

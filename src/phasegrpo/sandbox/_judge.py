@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections
 import json
 import math
 
@@ -45,14 +46,37 @@ class TestPlan:
         self.judges = judges  # one compiled trusted expression per assert, kept in the worker
 
 
-def plan_test(source: str) -> TestPlan:
-    """Split one test's source into child steps and worker-side judges; raises SyntaxError."""
+def shadowed_builtins(code: str) -> frozenset[str]:
+    """Builtins the program redefines at top level (MBPP task 126 asks for a function named `sum`)."""
+    try:
+        module = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return frozenset()
+    names = set()
+    for statement in module.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(statement.name)
+        elif isinstance(statement, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in statement.names)
+        elif isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            names.update(node.id for target in targets for node in ast.walk(target) if isinstance(node, ast.Name))
+    return frozenset(names & set(_SAFE_CALLS))
+
+
+def plan_test(source: str, shadowed: frozenset[str] = frozenset()) -> TestPlan:
+    """Split one test's source into child steps and worker-side judges; raises SyntaxError.
+
+    A builtin the program redefines (`shadowed`) means the program's function on the left of a
+    comparison, where the call under test stands, and the real builtin on the right, where the
+    expected value stands: `def set(*a): return 0` cannot make `set(f(x)) == set([1, 2])` pass.
+    """
     module = ast.parse(source)
     steps, judges = [], []
     for statement in module.body:
         if isinstance(statement, ast.Assert):
             leaves: list[str] = []
-            trusted = _trusted(statement.test, leaves)
+            trusted = _trusted(statement.test, leaves, shadowed)
             expression = ast.fix_missing_locations(ast.Expression(trusted))
             judges.append(compile(expression, "<test>", "eval"))
             steps.append(("assert", leaves))
@@ -66,23 +90,23 @@ def _leaf(node: ast.expr, leaves: list[str]) -> ast.expr:
     return ast.Name(id=f"_leaf{len(leaves) - 1}", ctx=ast.Load())
 
 
-def _is_safe_callee(node: ast.expr) -> bool:
+def _is_safe_callee(node: ast.expr, shadowed: frozenset[str] = frozenset()) -> bool:
     if isinstance(node, ast.Name):
-        return node.id in _SAFE_CALLS
+        return node.id in _SAFE_CALLS and node.id not in shadowed
     return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "math" \
         and node.attr in _SAFE_MATH
 
 
-def _is_literal(node: ast.expr) -> bool:
+def _is_literal(node: ast.expr, shadowed: frozenset[str] = frozenset()) -> bool:
     """True if the worker can compute `node` alone, cheaply: literals and arithmetic on them."""
     if isinstance(node, ast.Constant):
         return True
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        return all(_is_literal(element) for element in node.elts)
+        return all(_is_literal(element, shadowed) for element in node.elts)
     if isinstance(node, ast.Dict):
-        return all(key is not None and _is_literal(key) for key in node.keys) and all(map(_is_literal, node.values))
+        return all(key is not None and _is_literal(key, shadowed) for key in node.keys) and all((_is_literal(value, shadowed) for value in node.values))
     if isinstance(node, ast.UnaryOp):
-        return _is_literal(node.operand)
+        return _is_literal(node.operand, shadowed)
     if isinstance(node, ast.BinOp):
         if isinstance(node.op, ast.Pow):
             exponent = node.right
@@ -90,37 +114,39 @@ def _is_literal(node: ast.expr) -> bool:
                     and abs(exponent.value) <= _MAX_POW_EXPONENT):
                 return False
         return isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)) \
-            and _is_literal(node.left) and _is_literal(node.right)
+            and _is_literal(node.left, shadowed) and _is_literal(node.right, shadowed)
     if isinstance(node, ast.Call):
-        return _is_safe_callee(node.func) and all(_is_literal(arg) for arg in node.args) \
-            and all(keyword.arg is not None and _is_literal(keyword.value) for keyword in node.keywords)
+        return _is_safe_callee(node.func, shadowed) and all(_is_literal(arg, shadowed) for arg in node.args) \
+            and all(keyword.arg is not None and _is_literal(keyword.value, shadowed) for keyword in node.keywords)
     if isinstance(node, ast.Attribute):
         return _is_safe_callee(node)
     return False
 
 
-def _trusted(node: ast.expr, leaves: list[str]) -> ast.expr:
+def _trusted(node: ast.expr, leaves: list[str], shadowed: frozenset[str]) -> ast.expr:
     """Rewrite `node` so that everything needing the program is a `_leafN` name."""
-    if _is_literal(node):
+    if _is_literal(node, shadowed):
         return node
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)) and not any(isinstance(e, ast.Starred) for e in node.elts):
-        return type(node)(elts=[_trusted(element, leaves) for element in node.elts], ctx=ast.Load()) \
-            if not isinstance(node, ast.Set) else ast.Set(elts=[_trusted(element, leaves) for element in node.elts])
+    if isinstance(node, (ast.List, ast.Tuple)) and not any(isinstance(e, ast.Starred) for e in node.elts):
+        return type(node)(elts=[_trusted(element, leaves, shadowed) for element in node.elts], ctx=ast.Load())
+    if isinstance(node, ast.Set) and not any(isinstance(e, ast.Starred) for e in node.elts):
+        return ast.Set(elts=[_trusted(element, leaves, shadowed) for element in node.elts])
     if isinstance(node, ast.Dict) and all(key is not None for key in node.keys):
-        return ast.Dict(keys=[_trusted(key, leaves) for key in node.keys],
-                        values=[_trusted(value, leaves) for value in node.values])
+        return ast.Dict(keys=[_trusted(key, leaves, shadowed) for key in node.keys],
+                        values=[_trusted(value, leaves, shadowed) for value in node.values])
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        return ast.UnaryOp(op=node.op, operand=_trusted(node.operand, leaves))
+        return ast.UnaryOp(op=node.op, operand=_trusted(node.operand, leaves, shadowed))
     if isinstance(node, ast.BoolOp):
-        return ast.BoolOp(op=node.op, values=[_trusted(value, leaves) for value in node.values])
-    if isinstance(node, ast.Compare):
-        return ast.Compare(left=_trusted(node.left, leaves), ops=node.ops,
-                           comparators=[_trusted(c, leaves) for c in node.comparators])
-    if isinstance(node, ast.Call) and _is_safe_callee(node.func) \
+        return ast.BoolOp(op=node.op, values=[_trusted(value, leaves, shadowed) for value in node.values])
+    if isinstance(node, ast.Compare):  # expected values stand on the right: real builtins there
+        return ast.Compare(left=_trusted(node.left, leaves, shadowed), ops=node.ops,
+                           comparators=[_trusted(c, leaves, frozenset()) for c in node.comparators])
+    if isinstance(node, ast.Call) and _is_safe_callee(node.func, shadowed) \
             and not any(isinstance(arg, ast.Starred) for arg in node.args) \
             and all(keyword.arg is not None for keyword in node.keywords):
-        return ast.Call(func=node.func, args=[_trusted(arg, leaves) for arg in node.args],
-                        keywords=[ast.keyword(arg=k.arg, value=_trusted(k.value, leaves)) for k in node.keywords])
+        return ast.Call(func=node.func, args=[_trusted(arg, leaves, shadowed) for arg in node.args],
+                        keywords=[ast.keyword(arg=k.arg, value=_trusted(k.value, leaves, shadowed))
+                                  for k in node.keywords])
     return _leaf(node, leaves)
 
 
@@ -166,7 +192,8 @@ def encode(value, depth: int = 0):
     if kind is list or kind is tuple or kind is set or kind is frozenset:
         tag = {list: "l", tuple: "t", set: "S", frozenset: "F"}[kind]
         return [tag, [encode(item, depth + 1) for item in kind.__iter__(value)]]
-    if kind is dict:
+    if kind is dict or kind is collections.Counter or kind is collections.OrderedDict \
+            or kind is collections.defaultdict:  # the standard library's dicts compare as dicts
         return ["d", [[encode(key, depth + 1), encode(item, depth + 1)] for key, item in dict.items(value)]]
     raise NotPlainData(f"value of type {kind.__name__!s:.80} is not plain data (int, float, str, list, ...)")
 

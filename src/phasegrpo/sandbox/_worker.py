@@ -1,23 +1,25 @@
 """Sandbox worker: a fresh interpreter the pool starts with `python -I -S _worker.py`, one per core.
 
-Start-up (once): enter new user/mount/network/IPC/UTS/PID namespaces, fork once so that the worker
-is PID 1 of its own PID namespace, and pivot into a read-only root that holds only the
-interpreter. Per program: a clean "zygote" child is forked *before* the job is read (so the
-expected values never exist in any memory the program can reach); for each attempt the zygote
-forks a runner that drops all privileges, installs rlimits and seccomp, and runs the code and the
-tests, sending back plain-data values that this process judges (see `_judge`). Afterwards one
-`kill(-1, SIGKILL)` from PID 1 ends everything the program started.
+Start-up, once: enter new user, mount, network, IPC, UTS and PID namespaces; fork so that this
+worker is PID 1 of its own PID namespace; fork the zygote while nothing but the standard library
+is in memory; pivot into a read-only root that holds only the interpreter.
+
+Per program: the worker writes the program to a fresh folder and asks the zygote for a runner.
+The zygote forks it as PID 1 of a new PID namespace; the runner drops every privilege, installs
+rlimits and seccomp, reads the program, runs it and the tests, and sends back plain-data values,
+which the worker judges (`_judge`). The zygote never reads a program or a test, so no runner can
+find another program, or any expected value, in its memory. Killing the runner (PID 1 of its
+namespace) ends every process the program started.
 
 Protocol with the pool, on stdin/stdout: 4-byte little-endian length + JSON, one job at a time.
 """
 
 from __future__ import annotations
 
-import errno
+import gc
 import os
 import select
 import signal
-import socket
 import struct
 import sys
 import tempfile
@@ -29,13 +31,16 @@ import _judge  # noqa: E402
 
 _HEADER = struct.Struct("<I")
 _MAX_RECORD_BYTES = 4 * 2**20
-_OUTPUT_HEAD_BYTES = 2000
 _RECORDS_FD = 3
+_JOB_FILE = ".program.json"
 # Imported once per worker so that programs do not pay for them (and can use them where the
-# interpreter's own folder is unreadable to the sandbox user).
-_PRELOAD = (
-    "array bisect cmath collections copy datetime decimal fractions functools hashlib heapq itertools json math "
-    "operator random re socket statistics string sys threading time typing unicodedata"
+# interpreter's own folder is unreadable to the sandbox user). Kept to what MBPP-style code uses
+# most: every preloaded module makes each fork dearer (measured: 9 modules 1.4 ms, 25 modules 2.9 ms).
+_PRELOAD = "bisect collections copy functools heapq itertools math operator re socket string".split()
+# Where programs run as nobody and cannot read the interpreter's folder (root, no namespaces, Python
+# under /root), these are the only other modules they can import.
+_PRELOAD_UNREADABLE = (
+    "array cmath datetime decimal fractions hashlib json random statistics threading time typing unicodedata"
 ).split()
 
 
@@ -69,14 +74,35 @@ def read_message(fd: int):
 
 # ---- start-up ----
 
-def start(force_fallback: bool) -> tuple[dict, socket.socket]:
-    """Enter the namespaces (or not) and start the template; returns the isolation report and the
-    socket to the template. In namespace mode the calling process becomes the template (outside the
-    new PID namespace, whose PID 1 is the forked worker, the only one that returns here)."""
-    template_end, worker_end = socket.socketpair()
-    if force_fallback:
-        return _start_template({"isolation": "fallback", "reason": "namespaces disabled by the caller"},
-                               template_end, worker_end)
+class _Zygote:
+    """Pipes to the zygote: commands in; runner pids and exit statuses, records, output out."""
+
+    def __init__(self, is_fallback: bool, pid_namespace_fd: int | None, protocol_fds: tuple[int, int]):
+        command_r, self.command_w = os.pipe()
+        self.events_r, events_w = os.pipe()
+        self.records_r, records_w = os.pipe()
+        self.output_r, output_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                for fd in (*protocol_fds, self.command_w, self.events_r, self.records_r, self.output_r):
+                    os.close(fd)
+                zygote(command_r, events_w, records_w, output_w, is_fallback, pid_namespace_fd)
+            finally:
+                os._exit(1)
+        for fd in (command_r, events_w, records_w, output_w):
+            os.close(fd)
+        for fd in (self.records_r, self.output_r):
+            os.set_blocking(fd, False)
+
+
+def start(force_fallback: bool, protocol_fds: tuple[int, int]) -> tuple[dict, _Zygote]:
+    """Enter the namespaces (or not) and fork the zygote; returns the isolation report and the zygote.
+
+    In namespace mode the calling process stays outside, waiting; only the forked PID 1 returns."""
+    if force_fallback or not _isolation.namespaces_possible():
+        reason = "namespaces disabled by the caller" if force_fallback else "not Linux x86_64/aarch64"
+        return _fallback({"isolation": "fallback", "reason": reason}, protocol_fds)
     new_root = tempfile.mkdtemp(prefix="phasegrpo-sandbox-")
     read_only = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/etc/ld.so.cache",
                  os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
@@ -84,97 +110,53 @@ def start(force_fallback: bool) -> tuple[dict, socket.socket]:
         _isolation.enter_user_namespace()
     except OSError as error:
         os.rmdir(new_root)
-        return _start_template({"isolation": "fallback", "reason": f"user namespaces unavailable ({error})"},
-                               template_end, worker_end)
+        return _fallback({"isolation": "fallback", "reason": f"user namespaces unavailable ({error})"}, protocol_fds)
     host_tmp = os.open(os.path.dirname(new_root), os.O_RDONLY)
-    os.chdir("/")  # so that the pivot below moves this process's working folder too
     worker = os.fork()
-    if worker:
-        worker_end.close()
-        for fd in range(3, 64):
-            if fd not in (template_end.fileno(), host_tmp):
-                _close_quietly(fd)
-        template(template_end, is_fallback=False, worker=worker)
+    if worker:  # outside the new PID namespace: wait, then remove the mount point
+        for fd in protocol_fds:
+            os.close(fd)
+        status = os.waitpid(worker, 0)[1]
         try:
             os.rmdir(os.path.basename(new_root), dir_fd=host_tmp)
         except OSError:
             pass
-        os._exit(0)
-    template_end.close()
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     os.close(host_tmp)
     _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+    pid_namespace_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    os.chdir("/")  # the pivot below moves the zygote's root and working folder along with ours
+    zygote_handle = _Zygote(False, pid_namespace_fd, protocol_fds)
+    os.close(pid_namespace_fd)
+    report = {"isolation": "namespaces", "reason": "", "host_folder": new_root}
     try:
         _isolation.build_root(new_root, read_only, tmp_size_mb=64)
     except OSError as error:
-        return {"isolation": "partial", "reason": f"no private filesystem view ({error})",
-                "host_folder": new_root}, worker_end
-    return {"isolation": "namespaces", "reason": "", "host_folder": new_root}, worker_end
+        report.update(isolation="partial", reason=f"no private filesystem view ({error})")
+    return report, zygote_handle
 
 
-def _start_template(report: dict, template_end: socket.socket, worker_end: socket.socket):
+def _readable_by_others(path: str) -> bool:
+    folders = []
+    while path != os.path.dirname(path):
+        path = os.path.dirname(path)
+        folders.append(path)
+    return all(os.stat(folder).st_mode & 0o001 for folder in folders)
+
+
+def _fallback(report: dict, protocol_fds: tuple[int, int]) -> tuple[dict, _Zygote]:
+    if os.getuid() == 0 and not _readable_by_others(os.__file__):
+        for module in _PRELOAD_UNREADABLE:
+            __import__(module)
+        report["reason"] += (f"; {os.path.dirname(os.__file__)} is unreadable to nobody, so programs can import "
+                             f"only preloaded modules: {' '.join(sorted(_PRELOAD + _PRELOAD_UNREADABLE))}")
     # Program folders live in one folder per worker, which the pool removes if the worker is killed.
     report["host_folder"] = tempfile.mkdtemp(prefix="phasegrpo-sandbox-")
     os.chmod(report["host_folder"], 0o711)
-    if os.fork() == 0:
-        worker_end.close()
-        _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
-        _isolation.prctl(_isolation.PR_SET_CHILD_SUBREAPER, 1)  # a killed zygote's runner comes back here
-        for fd in (0, 1):
-            _close_quietly(fd)
-        template(template_end, is_fallback=True, worker=None)
-        os._exit(0)
-    template_end.close()
-    return report, worker_end
+    return report, _Zygote(True, None, protocol_fds)
 
 
-def _close_quietly(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def template(connection: socket.socket, is_fallback: bool, worker: int | None) -> None:
-    """Fork a zygote per request and hand its pipes to the worker. This process never sees a job, so
-    nothing a program can find in its memory comes from another program or from any test."""
-
-    def reap(*_):
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid == worker:
-                os._exit(0)
-
-    signal.signal(signal.SIGCHLD, reap)
-    while True:
-        try:
-            request = connection.recv(16)
-        except OSError:
-            request = b""
-        if not request:
-            return
-        control, events, records, output = os.pipe(), os.pipe(), os.pipe(), os.pipe()
-        zygote_pid = os.fork()
-        if zygote_pid == 0:
-            try:
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                connection.close()
-                for fd in (control[1], events[0], records[0], output[0]):
-                    os.close(fd)
-                zygote(control[0], events[1], records[1], output[1], is_fallback)
-            finally:
-                os._exit(1)
-        ends = [control[1], events[0], records[0], output[0]]
-        socket.send_fds(connection, [str(zygote_pid).encode()], ends)
-        for fd in (*ends, control[0], events[1], records[1], output[1]):
-            os.close(fd)
-
-
-# ---- the runner: the only place untrusted code runs ----
+# ---- the zygote and the runner: the only places untrusted code runs ----
 
 def _describe(error: BaseException) -> str:
     try:
@@ -191,20 +173,59 @@ def _send(obj) -> None:
         data = data[os.write(_RECORDS_FD, data):]
 
 
-def run_program(job: dict, first_test: int, workdir: str, is_fallback: bool) -> None:
-    """Confine this process, run setup + code, then tests from `first_test`; never returns."""
+def zygote(command_fd: int, events_fd: int, records_fd: int, output_fd: int, is_fallback: bool,
+           pid_namespace_fd: int | None) -> None:
+    """Fork one runner per command and report its pid and exit status; never reads a program."""
+    _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    null = os.open(os.devnull, os.O_RDWR)
+    seccomp_filter = _isolation.seccomp_filter(is_fallback) if _isolation.seccomp_available() else None
+    gc.freeze()  # runners then do not touch (and copy) every inherited object when they collect
+    while True:
+        command = read_message(command_fd)
+        if command is None:
+            os._exit(0)
+        if pid_namespace_fd is not None:
+            _isolation.setns(pid_namespace_fd, _isolation.CLONE_NEWPID)  # back to our own, then a new one
+            _isolation.unshare(_isolation.CLONE_NEWPID)  # the runner will be PID 1 of a new namespace
+        runner = os.fork()
+        if runner == 0:
+            try:
+                _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                os.dup2(null, 0)
+                os.dup2(output_fd, 1)
+                os.dup2(output_fd, 2)
+                os.dup2(records_fd, _RECORDS_FD)
+                os.closerange(_RECORDS_FD + 1, 1 << 16)
+                run_program(command, is_fallback, seccomp_filter)
+            finally:
+                os._exit(1)
+        write_message(events_fd, {"pid": runner})
+        status = os.waitpid(runner, 0)[1]
+        write_message(events_fd, {"exit": status})
+
+
+def run_program(command: dict, is_fallback: bool, seccomp_filter: bytes | None) -> None:
+    """Confine this process, read the program, run setup + code, then the tests; never returns."""
     import builtins
 
-    os.setsid()
-    _isolation.set_limits(cpu_s=job["cpu_s"], memory_mb=job["memory_mb"], file_size_mb=job["file_size_mb"],
-                          max_processes=None if is_fallback else job["max_processes"])
+    workdir = command["workdir"]
+    if is_fallback:
+        os.setsid()
+    _isolation.set_limits(cpu_s=command["cpu_s"], memory_mb=command["memory_mb"],
+                          file_size_mb=command["file_size_mb"],
+                          max_processes=None if is_fallback else command["max_processes"])
     os.chdir(workdir)
     os.environ.clear()
     os.environ.update({"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"})
     tempfile.tempdir = workdir
     _isolation.drop_privileges(is_fallback)
-    if _isolation.seccomp_available():
-        _isolation.install_seccomp(is_fallback)
+    if seccomp_filter is not None:
+        _isolation.install_seccomp(seccomp_filter)
+    with open(_JOB_FILE, "rb") as handle:
+        job = _judge.loads(handle.read())
+    os.unlink(_JOB_FILE)
     pristine = dict(builtins.__dict__)
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     try:
@@ -213,7 +234,7 @@ def run_program(job: dict, first_test: int, workdir: str, is_fallback: bool) -> 
         _send({"load": "error", "detail": _describe(error)})
         os._exit(0)
     _send({"load": "ok"})
-    for index in range(first_test, len(job["tests"])):
+    for index in range(command["first_test"], len(job["tests"])):
         scope = dict(namespace)
         scope["__builtins__"] = dict(pristine)
         try:
@@ -229,58 +250,10 @@ def run_program(job: dict, first_test: int, workdir: str, is_fallback: bool) -> 
     os._exit(0)
 
 
-def zygote(control_fd: int, events_fd: int, records_fd: int, output_fd: int, is_fallback: bool):
-    """Clean child of the template: receives one program, forks one runner per attempt, reports pid and exit."""
-    _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    null = os.open(os.devnull, os.O_RDWR)
-    job = read_message(control_fd)
-    while job is not None:
-        command = read_message(control_fd)
-        if command is None:
-            break
-        runner = os.fork()
-        if runner == 0:
-            try:
-                _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
-                os.dup2(null, 0)
-                os.dup2(output_fd, 1)
-                os.dup2(output_fd, 2)
-                os.dup2(records_fd, _RECORDS_FD)
-                os.closerange(_RECORDS_FD + 1, 1 << 16)
-                job["cpu_s"] = command["cpu_s"]
-                run_program(job, command["first_test"], job["workdir"], is_fallback)
-            finally:
-                os._exit(1)
-        write_message(events_fd, {"pid": runner})
-        status = os.waitpid(runner, 0)[1]
-        write_message(events_fd, {"exit": status})
-    os._exit(0)
-
-
-# ---- the worker: trusted, judges, enforces time ----
-
-class _Job:
-    """Pipes, folder and zygote for one program, made before the program is known."""
-
-    def __init__(self, is_fallback: bool, template: socket.socket, folder: str):
-        self.workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
-        if is_fallback and os.getuid() == 0:
-            os.chown(self.workdir, _isolation.NOBODY, _isolation.NOBODY)
-        template.send(b"zygote")
-        message, fds, _, _ = socket.recv_fds(template, 32, 4)
-        if len(fds) != 4:
-            raise RuntimeError("the sandbox template process is gone")
-        self.zygote = int(message)
-        self.control_w, self.events_r, self.records_r, self.output_r = fds
-        for fd in (self.records_r, self.output_r):
-            os.set_blocking(fd, False)
-
-
 class _Attempt:
     """Reads one runner's records and output; `phase` is "load" until the code has run."""
 
-    def __init__(self, job: _Job, first_test: int, options: dict):
+    def __init__(self, job: _Zygote, first_test: int, options: dict):
         self.job, self.current, self.phase = job, first_test, "load"
         self.buffer, self.output_bytes, self.runner = b"", 0, None
         self.output_limit = options["output_limit_bytes"]
@@ -345,46 +318,101 @@ def _judge_test(plan: _judge.TestPlan, record: dict) -> tuple[str, str]:
     return "passed", ""
 
 
-def _wait_event(job: _Job, timeout_s: float):
+# ---- the worker: trusted, judges, enforces time ----
+
+def _judge_test(plan: _judge.TestPlan, record: dict) -> tuple[str, str]:
+    if "error" in record:
+        return "error", str(record["error"])[:300]
+    asserts = record.get("asserts")
+    if type(asserts) is not list or len(asserts) != len(plan.judges):
+        return "crashed", "malformed test record"
+    for compiled, leaves in zip(plan.judges, asserts):
+        try:
+            if type(leaves) is not list:
+                raise ValueError("malformed leaves")
+            values = [_judge.decode(leaf) for leaf in leaves]
+            if not _judge.judge(compiled, values):
+                return "failed", f"values: {values!r}"[:200]
+        except (ValueError, TypeError, ArithmeticError, RecursionError, MemoryError, AttributeError) as error:
+            return "failed", f"{type(error).__name__}: {error}"[:200]
+    return "passed", ""
+
+
+def _wait_event(job, timeout_s: float):
     ready, _, _ = select.select([job.events_r], [], [], timeout_s)
-    return read_message(job.events_r) if ready else None
+    if not ready:
+        return None
+    event = read_message(job.events_r)
+    if event is None:
+        raise _ZygoteLost("the zygote died")
+    return event
 
 
-def run_job(job: _Job, message: dict) -> dict:
+class _ZygoteLost(RuntimeError):
+    pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 1 << 16):
+            pass
+    except BlockingIOError:
+        pass
+
+
+_plans: dict[tuple[str, frozenset], _judge.TestPlan | str] = {}
+
+
+def _plan(source: str, shadowed: frozenset[str]) -> _judge.TestPlan | str:
+    """The plan for a test, or why it does not parse; cached, since a group's samples share tests."""
+    key = (source, shadowed)
+    if key not in _plans:
+        if len(_plans) > 4096:
+            _plans.clear()
+        try:
+            _plans[key] = _judge.plan_test(source, shadowed)
+        except (SyntaxError, ValueError) as error:
+            _plans[key] = f"test does not parse: {error}"[:300]
+    return _plans[key]
+
+
+def run_job(zygote_handle: _Zygote, message: dict, workdir: str) -> dict:
     tests = message["tests"]
     plans, outcomes = [], [None] * len(tests)
+    shadowed = _judge.shadowed_builtins(message["setup"]) | _judge.shadowed_builtins(message["code"])
     for index, source in enumerate(tests):
-        try:
-            plans.append(_judge.plan_test(source))
-        except (SyntaxError, ValueError) as error:
+        plan = _plan(source, shadowed)
+        if isinstance(plan, str):
             plans.append(None)
-            outcomes[index] = ("error", f"test does not parse: {error}"[:300])
+            outcomes[index] = ("error", plan)
+        else:
+            plans.append(plan)
     timeout_s = message["timeout_s"]
-    child_job = {key: message[key] for key in ("setup", "code", "memory_mb", "file_size_mb", "max_processes")}
-    child_job["tests"] = [plan.steps if plan else [("exec", "raise SyntaxError")] for plan in plans]
+    child_job = {"setup": message["setup"], "code": message["code"],
+                 "tests": [plan.steps if plan else [("exec", "raise SyntaxError")] for plan in plans]}
+    job_bytes = _judge.dumps(child_job)
+    limits = {key: message[key] for key in ("memory_mb", "file_size_mb", "max_processes")}
     failure, first_test = None, 0  # failure: (status, detail) for every test not judged yet
-    child_job["workdir"] = job.workdir
-    try:
-        write_message(job.control_w, child_job)
-        while first_test < len(tests):
-            remaining = len(tests) - first_test
-            write_message(job.control_w, {"first_test": first_test, "cpu_s": int(timeout_s * (remaining + 1)) + 1})
-            event = _wait_event(job, 10.0)
-            if not event or "pid" not in event:
-                failure = ("crashed", "the sandbox could not start the program")
-                break
-            attempt = _Attempt(job, first_test, message)
-            attempt.runner = event["pid"]
-            ended, reason = _follow(attempt, plans, outcomes, timeout_s)
-            if ended == "done":
-                break
-            if attempt.phase == "load":
-                failure = (ended, reason)  # the code itself fails: no test can pass
-                break
-            outcomes[attempt.current] = (ended, reason)
-            first_test = attempt.current + 1
-    except OSError:  # the program killed its zygote
-        failure = ("crashed", "the program killed its sandbox process")
+    while first_test < len(tests):
+        with open(os.path.join(workdir, _JOB_FILE), "wb") as handle:
+            handle.write(job_bytes)
+        for fd in (zygote_handle.records_r, zygote_handle.output_r):
+            _drain(fd)  # nothing of an earlier attempt may be read as this one's
+        cpu_s = int(timeout_s * (len(tests) - first_test + 1)) + 1
+        write_message(zygote_handle.command_w, {"first_test": first_test, "cpu_s": cpu_s, "workdir": workdir, **limits})
+        event = _wait_event(zygote_handle, 10.0)
+        if not event or "pid" not in event:
+            raise _ZygoteLost("the zygote did not start a runner")
+        attempt = _Attempt(zygote_handle, first_test, message)
+        attempt.runner = event["pid"]
+        ended, reason = _follow(attempt, plans, outcomes, timeout_s)
+        if ended == "done":
+            break
+        if attempt.phase == "load":
+            failure = (ended, reason)  # the code itself fails: no test can pass
+            break
+        outcomes[attempt.current] = (ended, reason)
+        first_test = attempt.current + 1
     outcomes = [outcome or failure or ("crashed", "") for outcome in outcomes]
     return _verdict(outcomes, failure)
 
@@ -397,8 +425,8 @@ def _follow(attempt: _Attempt, plans, outcomes, timeout_s: float) -> tuple[str, 
 
     def stop() -> None:
         _kill(attempt.runner)
-        if runner_exit is None and _wait_event(job, 2.0) is None:
-            raise OSError("the sandbox process did not report")
+        if runner_exit is None and _wait_event(job, 5.0) is None:
+            raise _ZygoteLost("the zygote did not report the runner's exit")
 
     while True:
         now = time.monotonic()
@@ -413,7 +441,7 @@ def _follow(attempt: _Attempt, plans, outcomes, timeout_s: float) -> tuple[str, 
         if job.events_r in ready and runner_exit is None:
             runner_exit = read_message(job.events_r)
             if runner_exit is None:
-                raise OSError("the sandbox process died")
+                raise _ZygoteLost("the zygote died")
         records = attempt.records()
         if records is None:
             stop()
@@ -467,29 +495,6 @@ def _verdict(outcomes: list[tuple[str, str]], failure) -> dict:
             "tests": names}
 
 
-def _cleanup(job: _Job, is_pid_one: bool) -> None:
-    """Kill everything the program started, reap it, remove its folder."""
-    os.close(job.control_w)
-    if is_pid_one:
-        try:
-            os.kill(-1, signal.SIGKILL)  # as PID 1: every process in this namespace but us
-        except ProcessLookupError:
-            pass
-    else:
-        _kill(job.zygote)  # its runner follows (parent-death signal; no process can fork here)
-    deadline = time.monotonic() + 5.0
-    while is_pid_one and time.monotonic() < deadline:  # orphans of the program, reparented to us
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid == 0:
-            time.sleep(0.0005)
-    for fd in (job.events_r, job.records_r, job.output_r):
-        os.close(fd)
-    _remove_tree(job.workdir)
-
-
 def _remove_tree(path: str) -> None:
     import shutil
 
@@ -514,24 +519,24 @@ def main() -> None:
     os.dup2(null, 0)
     os.dup2(null, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    report, template_connection = start(force_fallback="--no-namespaces" in sys.argv)
-    is_fallback = report["isolation"] == "fallback"
-    is_pid_one = os.getpid() == 1
+    report, zygote_handle = start("--no-namespaces" in sys.argv, (protocol_in, protocol_out))
     _isolation.prctl(_isolation.PR_SET_DUMPABLE, 0)
     report["seccomp"] = _isolation.seccomp_available()
     write_message(protocol_out, report)
+    folder = "/tmp" if report["isolation"] != "fallback" else report["host_folder"]
     while True:
-        job = _Job(is_fallback, template_connection, "/tmp" if is_pid_one else report["host_folder"])
         message = read_message(protocol_in)
         if message is None:
-            _cleanup(job, is_pid_one)
             return
+        workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
+        if report["isolation"] == "fallback" and os.getuid() == 0:
+            os.chown(workdir, _isolation.NOBODY, _isolation.NOBODY)
         try:
-            verdict = run_job(job, message)
-        except Exception as error:  # noqa: BLE001 - report, keep serving
-            verdict = {"passed": 0, "total": len(message.get("tests", [])), "status": "crashed",
-                       "detail": f"sandbox error: {type(error).__name__}: {error}"[:300], "tests": []}
-        _cleanup(job, is_pid_one)
+            verdict = run_job(zygote_handle, message, workdir)
+        except _ZygoteLost:
+            sys.exit(3)  # the pool replaces this worker and retries the program once
+        finally:
+            _remove_tree(workdir)
         write_message(protocol_out, verdict)
 
 
