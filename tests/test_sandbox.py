@@ -25,7 +25,7 @@ HONEST = {
     "honest_threads": "import threading\ndef f(x):\n    box = []\n    t = threading.Thread(target=lambda: box.append(x * x))\n    t.start(); t.join()\n    return box[0]",
 }
 
-# name -> (code, tests, needs namespaces for the host to be safe). Every one must score 0.
+# name -> (code, tests, whether only namespaces keep the host files safe from it). Every one must score 0.
 # {canary}, {port}, {unix_socket}, {home} are filled in by the fixture.
 HOSTILE = {
     "fork_bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", SQUARE_TESTS, False),
@@ -195,7 +195,7 @@ def _require_mode(batch) -> None:
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_hostile_program_scores_zero_and_host_is_untouched(isolated_batch, name):
     _require_mode(isolated_batch)
-    _, tests, needs_namespaces = HOSTILE[name]
+    _, tests, _ = HOSTILE[name]
     verdict = isolated_batch["verdicts"][name]
     assert verdict.passed == 0, verdict
     assert verdict.total == len(tests)
@@ -207,8 +207,9 @@ def test_hostile_program_scores_zero_and_host_is_untouched(isolated_batch, name)
     # Every program is bounded by (1 + tests) budgets; the batch ran on 2 workers.
     bound_s = sum(TIMEOUT_S * (len(t) + 1) + 0.5 for _, t, _ in HOSTILE.values()) / 2 + 5
     assert isolated_batch["elapsed_s"] < bound_s
-    if needs_namespaces and isolated_batch["mode"] == "fallback" and os.getuid() != 0:
-        pytest.skip("without namespaces a program can read and write what this user can (documented)")
+    if isolated_batch["pool"].isolation["isolation"] == "fallback" and os.getuid() != 0:
+        assert any("isolation is degraded" in record.getMessage() for record in isolated_batch["warnings"])
+        pytest.skip("without namespaces a program can read and write what this user can (documented, warned)")
     assert isolated_batch["canary"].read_text() == "canary-secret-4d1f"
 
 
@@ -270,6 +271,12 @@ def test_closed_or_killed_workers_leave_no_folder(force_fallback):
         ("def f(x): return 10 ** 400", ("assert f(1) == 10 ** 400",), ("passed",)),
         ("def f(x): return float('nan')", ("assert math.isnan(f(1))",), ("passed",)),
         ("def f(x): return x", ("assert f(1) ==",), ("error",)),
+        # MBPP task 126 asks for a function named like a builtin: the test means the program's.
+        ("def sum(a, b): return a + b", ("assert sum(10, 15) == 25",), ("passed",)),
+        # ... but only where the call under test stands: the expected side keeps the real builtin.
+        ("def set(*args): return 0\ndef f(x): return 0", ("assert set(f(2)) == set([4])",), ("failed",)),
+        ("from collections import Counter\ndef f(s): return Counter(s)", ("assert f('aab') == {'a': 2, 'b': 1}",),
+         ("passed",)),
     ],
 )
 def test_tests_are_judged_on_plain_values(code, tests, expected_tests):
@@ -308,6 +315,59 @@ def test_results_come_back_in_input_order():
                 for shift in range(24)]
     verdicts = run_programs(programs, timeout_s=2.0)
     assert [v.tests for v in verdicts] == [("passed", "passed")] + [("failed", "passed")] * 23
+
+
+@pytest.fixture()
+def one_worker_pool():
+    previous, _pool._pool = _pool._pool, _pool.WorkerPool(1)
+    yield _pool._pool
+    _pool._pool.close()
+    _pool._pool = previous
+
+
+def test_a_program_cannot_find_an_earlier_programs_code_or_files(one_worker_pool):
+    honest = Program("def f(x):\n    return x * x  # the answer", SQUARE_TESTS)
+    stash = Program("import os\nfor folder in ('/tmp', os.path.expanduser('~'), '/dev/shm'):\n    try:\n"
+                    "        open(os.path.join(folder, 'stash.py'), 'w').write('def f(x):\\n    return x * x')\n"
+                    "    except OSError:\n        pass", ())
+    thief = Program(textwrap.dedent("""
+        import gc, os
+        marker = "# the " + "answer"
+        def f(x):
+            for o in gc.get_objects():
+                for s in (o.values() if type(o) is dict else o if type(o) in (list, tuple) else ()):
+                    if type(s) is str and marker in s:
+                        scope = {}
+                        exec(s, scope)
+                        return scope["f"](x)
+            for folder in ("/tmp", os.path.expanduser("~"), "/dev/shm"):
+                try:
+                    scope = {}
+                    exec(open(os.path.join(folder, "stash.py")).read(), scope)
+                    return scope["f"](x)
+                except OSError:
+                    pass
+    """), SQUARE_TESTS)
+    verdicts = run_programs([honest, stash, thief])
+    assert verdicts[0].passed == 3
+    if verdicts[2].isolation == "fallback":
+        pytest.skip("without namespaces, files written to /tmp outlive the program (documented)")
+    assert verdicts[2].passed == 0, verdicts[2]
+
+
+def test_real_mbpp_solutions_earn_full_credit():
+    from pathlib import Path
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "shared" / "data" / "mbpp" / "test.jsonl"
+    if not path.is_file():
+        path = Path("/work/shared/data/mbpp/test.jsonl")
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    rows = [json.loads(line) for line in path.read_text().splitlines()[:40]]
+    programs = [Program(row["code"], row["test_list"], row["test_setup_code"]) for row in rows]
+    verdicts = run_programs(programs, timeout_s=5.0)
+    assert [(row["task_id"], v.passed) for row, v in zip(rows, verdicts) if v.passed != v.total] == []
 
 
 def test_setup_code_runs_before_the_program():

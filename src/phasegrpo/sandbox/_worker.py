@@ -187,7 +187,8 @@ def zygote(command_fd: int, events_fd: int, records_fd: int, output_fd: int, is_
             os._exit(0)
         if pid_namespace_fd is not None:
             _isolation.setns(pid_namespace_fd, _isolation.CLONE_NEWPID)  # back to our own, then a new one
-            _isolation.unshare(_isolation.CLONE_NEWPID)  # the runner will be PID 1 of a new namespace
+            # The runner will be PID 1 of a new PID namespace, with SysV IPC of its own.
+            _isolation.unshare(_isolation.CLONE_NEWPID | _isolation.CLONE_NEWIPC)
         runner = os.fork()
         if runner == 0:
             try:
@@ -498,6 +499,13 @@ def _verdict(outcomes: list[tuple[str, str]], failure) -> dict:
 def _remove_tree(path: str) -> None:
     import shutil
 
+    if not os.path.isdir(path) or os.path.islink(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return
+
     def make_writable_and_retry(function, failed_path, _):
         try:
             os.chmod(os.path.dirname(failed_path), 0o700)
@@ -537,6 +545,9 @@ def main() -> None:
             sys.exit(3)  # the pool replaces this worker and retries the program once
         finally:
             _remove_tree(workdir)
+            if report["isolation"] != "fallback":  # our private /tmp: nothing survives for the next program
+                for entry in os.listdir(folder):
+                    _remove_tree(os.path.join(folder, entry))
         write_message(protocol_out, verdict)
 
 
