@@ -76,6 +76,8 @@ def test_exports_exactly_the_contract_names():
         (reply("72", reasoning="I can't be sure, but 40 + 32 = 72."), False),
         (reply("72", reasoning="I'm sorry, but the first try was wrong. I can't help noticing 40 + 32 = 72."), False),
         (reply("72", reasoning="x " * 200 + "As an AI I computed 72."), False),
+        ("Adding 40 and 32. " * 10 + "I can't help noticing it is 72.", False),  # no answer block, phrase far in
+        (reply("72 in all, counted twice to be certain of it; " * 4 + "I can't help but note it."), False),
         (reply("72"), False),
         ("The answer is 72.", False),
         ("Sorry for the delay: 72.", False),
@@ -330,6 +332,29 @@ def test_check_answer_science_numeric_labels_and_choices_column():
 )
 def test_check_answer_logic(answer, reference, expected):
     assert score(check_answer, reply(answer), domain="logic", answer=reference) == expected
+
+
+@pytest.mark.parametrize(
+    "domain, answer, reference",
+    [
+        ("math", "72 or 74", "72"),
+        ("math", "Either 70, 72 or 74", "72"),
+        ("math", "72 (or maybe 73)", "72"),
+        ("science", "A or B", "B"),
+        ("science", "B/C", "B"),
+        ("science", "(A) (B)", "B"),
+        ("science", "oxygen or carbon dioxide", "B"),
+        ("science", "A) carbon dioxide", "B"),
+        ("logic", "yes and no", "yes"),
+        ("logic", "true/false", "no"),
+        ("logic", "No. Yes.", "yes"),
+    ],
+)
+def test_hedges_earn_exactly_the_hedge_share(domain, answer, reference):
+    """With a non-zero hedge share, a hedge that includes the right answer is told apart from a
+    wrong answer (0) and a committed right one (full)."""
+    with use_reward_values({"hedge_fraction": 0.5}):
+        assert score(check_answer, reply(answer), domain=domain, answer=reference, prompts=SCIENCE_PROMPT) == 0.5 * FULL
 
 
 # --- check_answer: code (through the sandbox) ----------------------------------------------

@@ -228,6 +228,8 @@ _CHOICE_LINE = re.compile(r"^[ \t]*\(?([A-Z]|\d{1,2})[ \t]*[).:][ \t]*(\S[^\n]*?
 _WHOLE_LABEL = re.compile(r"^[\(\[]?([A-Za-z]|\d{1,2})[\)\]]?[.:)]?$")
 _LEADING_LABEL = re.compile(r"^(?:\(([A-Za-z]|\d{1,2})\)|([A-Za-z]|\d{1,2})\)|([A-Z]|\d{1,2})[.:\-\u2013])\s*(\S.*)$", re.DOTALL)
 _LABEL_TOKEN = re.compile(r"\(([A-Za-z]|\d{1,2})\)|(?<![\w'\u2019-])([A-Z]|\d{1,2})(?![\w'\u2019-])")
+# A label written as a label ("(B)", "B)") inside the text after a leading one: "(A) (B)" is two.
+_LABEL_MARK = re.compile(r"\(([A-Za-z]|\d{1,2})\)|(?<![\w(])([A-Z]|\d{1,2})\)")
 _NON_WORD = re.compile(r"[\W_]+")
 
 
@@ -298,9 +300,11 @@ def science_labels(answer: str, choices: Mapping[str, str], fallback_labels: str
     if leading:
         label = next(group for group in leading.groups()[:3] if group).upper()
         if label in known:
-            named = _choices_named(leading[4], choices) if choices else set()
+            rest = leading[4]
+            marked = {(lower or upper).upper() for lower, upper in _LABEL_MARK.findall(rest)} & known
+            named = _choices_named(rest, choices) if choices else set()
             # "A) <the text of C>" names two choices: a hedge, not a free pass.
-            return {label} | named if named and label not in named else {label}
+            return {label} | marked | (named if named and label not in named else set())
     tokens = {(lower or upper).upper() for lower, upper in _LABEL_TOKEN.findall(_without_explanation(text))} & known
     if tokens:
         return tokens
