@@ -6,7 +6,7 @@ import functools
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from phasegrpo.formats import completion_text
@@ -74,17 +74,37 @@ def normalize_phrase_text(text: str) -> str:
     return _WHITESPACE.sub(" ", text.translate(_CURLY).casefold())
 
 
-def _whole_words(phrase: str) -> str:
-    """The phrase as a regex that does not match inside a longer word ('as an ai' in 'as an aide')."""
-    start = r"(?<!\w)" if phrase[0].isalnum() else ""
-    end = r"(?!\w)" if phrase[-1].isalnum() else ""
-    return start + re.escape(phrase) + end
-
-
 @functools.lru_cache(maxsize=32)
 def phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One alternation of the phrases, longest first so an occurrence counts once."""
+    """One alternation of the phrases, longest first so an occurrence counts once. Plain
+    literals, so the regex engine can skip ahead by first character; `phrase_matches` adds the
+    whole-word check."""
     cleaned = sorted({normalize_phrase_text(phrase).strip() for phrase in phrases if phrase.strip()}, key=len, reverse=True)
     if not cleaned:
         return None
-    return re.compile("|".join(_whole_words(phrase) for phrase in cleaned))
+    return re.compile("|".join(re.escape(phrase) for phrase in cleaned))
+
+
+def _is_word_character(character: str) -> bool:
+    return character.isalnum() or character == "_"
+
+
+def phrase_matches(pattern: re.Pattern[str] | None, text: str, end: int | None = None) -> Iterator[re.Match[str]]:
+    """Occurrences of the phrases in `text` (ending by `end`) that are whole words: 'as an ai'
+    does not occur in 'as an aide', nor 'wait, no' in 'wait, nobody'."""
+    if pattern is None:
+        return
+    end = len(text) if end is None else min(end, len(text))
+    position = 0
+    while True:
+        match = pattern.search(text, position, end)
+        if match is None:
+            return
+        first, last = match.start(), match.end()
+        starts_word = first == 0 or not (_is_word_character(text[first]) and _is_word_character(text[first - 1]))
+        ends_word = last == len(text) or not (_is_word_character(text[last - 1]) and _is_word_character(text[last]))
+        if starts_word and ends_word:
+            yield match
+            position = last
+        else:
+            position = first + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from phasegrpo.formats import TAGS, extract_answer, text_after_answer
-from phasegrpo.rewards._common import column, normalize_phrase_text, phrase_pattern, safe_reward
+from phasegrpo.rewards._common import column, normalize_phrase_text, phrase_matches, phrase_pattern, safe_reward
 from phasegrpo.rewards.values import RewardValues, reward_values
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -24,10 +24,7 @@ def trailing_text_penalty(text: str, values: RewardValues) -> float:
 
 
 def rambling_penalty(normalized: str, values: RewardValues) -> float:
-    pattern = phrase_pattern(values.rambling_phrases)
-    if pattern is None:
-        return 0.0
-    occurrences = sum(1 for _ in pattern.finditer(normalized))
+    occurrences = sum(1 for _ in phrase_matches(phrase_pattern(values.rambling_phrases), normalized))
     return max(values.rambling_penalty_max, values.rambling_phrase_penalty * occurrences)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from phasegrpo.formats import TAGS, extract_answer, has_empty_answer
-from phasegrpo.rewards._common import normalize_phrase_text, phrase_pattern, safe_reward
+from phasegrpo.rewards._common import normalize_phrase_text, phrase_matches, phrase_pattern, safe_reward
 from phasegrpo.rewards.values import RewardValues, reward_values
 
 # Markdown and quotes around a placeholder answer: "**N/A**", "'unknown'.".
@@ -32,16 +32,14 @@ def is_refusal(text: str, values: RewardValues) -> bool:
     answer = extract_answer(text)
     if answer is not None and _is_placeholder(answer, values):
         return True
-    pattern = phrase_pattern(values.refusal_phrases)
-    if pattern is None:
-        return False
     window = values.refusal_window_chars
     if answer is None:
         head = text[: window + 64]
         for tag in TAGS:
             head = head.replace(tag, " ")
         answer = head.strip()
-    return pattern.search(normalize_phrase_text(answer[: window + 64]), 0, window) is not None
+    opening = normalize_phrase_text(answer[: window + 64])
+    return next(phrase_matches(phrase_pattern(values.refusal_phrases), opening, end=window), None) is not None
 
 
 @safe_reward
