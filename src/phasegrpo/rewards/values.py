@@ -90,7 +90,7 @@ class RewardValues:
     )
     refusal_placeholder_answers: tuple[str, ...] = _value(
         ("n/a", "na", "unknown", "i don't know", "idk", "no answer", "cannot be determined", "?", "...", "-"),
-        "Whole answers that decline while looking filled in; scored like an empty <answer> so the "
+        "Whole answers that decline while looking filled in; scored like an empty `<answer>` so the "
         "format rewards cannot be collected without answering. 'none' is left out: it can be a "
         "real answer.",
     )
