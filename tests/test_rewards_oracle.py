@@ -221,3 +221,26 @@ def test_mbpp_gold_earns_full_credit_and_wrong_code_less():
     assert failing(ids, scores[2 * count :], lambda value: value < FULL) == []
     assert_gold_is_clean(fenced, "code")
     assert_gold_is_clean(unfenced, "code")
+
+
+# --- the project's own synthetic rows (data.load_domain(source="synthetic")) ------------------
+
+
+@pytest.mark.parametrize("domain, rows", [("math", 100), ("science", 100), ("logic", 100), ("code", 8)])
+def test_synthetic_rows_gold_earns_full_credit(domain, rows):
+    """The rows the demo trains on, through the contract's loader: the reference answer in the
+    exact format earns full credit, with the prompt as TRL passes it."""
+    from phasegrpo.data import load_domain
+
+    dataset = load_domain(domain, source="synthetic", limit=rows)
+    columns = {
+        "domain": dataset["domain"],
+        "answer": dataset["answer"],
+        "tests": dataset["tests"],
+        "setup_code": dataset["setup_code"],
+        "prompts": dataset["prompt"],
+    }
+    completions = [render("Working it out.", answer) for answer in dataset["answer"]]
+    scores = check_answer(completions, **columns)
+    assert failing(dataset["id"], scores, lambda value: value == FULL) == []
+    assert_gold_is_clean(completions, domain)
