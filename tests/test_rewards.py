@@ -80,6 +80,7 @@ def test_exports_exactly_the_contract_names():
         (reply("72 in all, counted twice to be certain of it; " * 4 + "I can't help but note it."), False),
         (reply("72"), False),
         ("The answer is 72.", False),
+        ("I can't be sure, but 40 + 32 = 72.", False),
         ("Sorry for the delay: 72.", False),
         (reply("As an aide to the king, Bob paid 72."), False),  # whole words only
     ],
@@ -320,6 +321,8 @@ def test_check_answer_science_numeric_labels_and_choices_column():
         ("No", "no", FULL),
         ("false", "no", FULL),
         ("no.", False, FULL),
+        ("No", 0, FULL),
+        ("Yes", 1, FULL),
         ("no", "yes", 0.0),
         ("False", "yes", 0.0),
         ("maybe", "yes", 0.0),

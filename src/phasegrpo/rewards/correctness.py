@@ -351,7 +351,7 @@ def logic_polarities(text: str) -> set[str]:
 def _reference_polarity(reference: Any) -> str | None:
     if isinstance(reference, bool):
         return "yes" if reference else "no"
-    word = str(reference or "").strip().strip(".!").casefold()
+    word = ("" if reference is None else str(reference)).strip().strip(".!").casefold()
     return {"1": "yes", "0": "no"}.get(word) or _POLARITY.get(word)
 
 
