@@ -51,6 +51,8 @@ class Config:
     data_dir: str = _help("", "Folder with local files in the Hub schema (<dir>/<gsm8k|mbpp|arc_easy|strategyqa>/*.jsonl); overrides data_source.")
     domain_weights: dict = _help(REFERENCE_DOMAIN_WEIGHTS, "Sampling-time mixing weights per domain (need not sum to 1).")
     rows_per_domain: int = _help(0, "Cap on rows loaded per domain (0 = all).")
+    mix_schedule: str = _help("constant", "Domain-mix annealing: constant, linear (domain_weights -> mix_end_weights) or adaptive.")
+    mix_end_weights: dict = _help({}, "End weights of the linear mix schedule.")
     # --- GRPO (TRL) ------------------------------------------------------------------------
     max_steps: int = _help(300, "Optimizer steps; also defines the phases, so it cannot change on resume.")
     prompts_per_step: int = _help(4, "Distinct prompts per optimizer step (each gets num_generations completions).")
@@ -61,7 +63,6 @@ class Config:
     epsilon: float = _help(0.2, "PPO-style clipping range.")
     temperature: float = _help(0.9, "Sampling temperature of the rollouts.")
     top_p: float = _help(1.0, "Nucleus sampling of the rollouts.")
-    max_prompt_length: int = _help(512, "Prompt tokens kept (left-truncated).")
     max_completion_length: int = _help(512, "New tokens per completion.")
     scale_rewards: str = _help("batch", "Advantage std: 'batch' keeps the domain scale that 'group' would cancel; 'none' or 'group'.")
     loss_type: str = _help("dapo", "TRL loss_type (dapo, grpo, dr_grpo, bnpo, ...).")
@@ -71,6 +72,7 @@ class Config:
     phase_rewards: list = _help([list(p) for p in REFERENCE_PHASE_REWARDS], "Rewards enabled in each phase.")
     reward_weights: dict = _help({}, "Weight per reward (name -> weight, or name -> [w_phase0, w_phase1, w_phase2]); default 1.")
     domain_scales: dict = _help(REFERENCE_DOMAIN_SCALES, "Multiplier of every reward per domain.")
+    reward_values: dict = _help({}, "Overrides of the reward table (docs/rewards.md), e.g. {'refusal_penalty': -3.0}.")
     # --- speed ----------------------------------------------------------------------------
     fast_cpu_generation: bool = _help(False, "CPU rollouts through phasegrpo's cached decoding loop (see README 'Speed').")
     stop_at_answer_end: bool = _help(True, "Stop a completion once it closes </answer> (rest would only be penalised).")
@@ -116,6 +118,10 @@ class Config:
             problems.append(f"phase_rewards needs one list per phase (3), got {len(self.phase_rewards)}.")
         if self.scale_rewards not in ("batch", "group", "none"):
             problems.append(f"scale_rewards must be batch, group or none, got {self.scale_rewards!r}.")
+        if self.mix_schedule not in ("constant", "linear", "adaptive"):
+            problems.append(f"mix_schedule must be constant, linear or adaptive, got {self.mix_schedule!r}.")
+        if self.mix_schedule == "linear" and not self.mix_end_weights:
+            problems.append("mix_schedule 'linear' needs mix_end_weights, e.g. --mix-end-weights math=0.5,code=0.5.")
         if self.data_source not in ("hub", "synthetic"):
             problems.append(f"data_source must be 'hub' or 'synthetic', got {self.data_source!r}.")
         if self.max_completion_length < 16:
@@ -139,7 +145,6 @@ def demo() -> Config:
         prompts_per_step=2,
         num_generations=4,
         learning_rate=2e-5,
-        max_prompt_length=256,
         max_completion_length=128,
         fast_cpu_generation=True,
         save_steps=4,

@@ -1,0 +1,5 @@
+import sys
+
+from phasegrpo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""The `phasegrpo` command: train, eval, report. Every Config field is a `train` flag."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+
+from phasegrpo.config import PRESETS, Config
+
+
+def _parse_mapping(text: str) -> dict:
+    """`math=0.5,code=0.5` or JSON → dict (numbers parsed where they look like numbers)."""
+    text = text.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    result = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if "=" not in item:
+            raise argparse.ArgumentTypeError(f"expected key=value pairs separated by commas, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            result[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key.strip()] = value.strip()
+    return result
+
+
+def _parse_list(text: str) -> list:
+    text = text.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [json.loads(part) if part.strip()[:1].isdigit() else part.strip() for part in text.split(",")]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    hints = typing.get_type_hints(Config)
+    group = parser.add_argument_group("config fields (override the preset)")
+    for field in dataclasses.fields(Config):
+        flag = "--" + field.name.replace("_", "-")
+        help_text = field.metadata.get("help", "")
+        kind = hints[field.name]
+        if kind is bool:
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind is dict:
+            group.add_argument(flag, dest=field.name, type=_parse_mapping, default=None, metavar="K=V,...", help=help_text)
+        elif kind is list:
+            group.add_argument(flag, dest=field.name, type=_parse_list, default=None, metavar="JSON", help=help_text)
+        else:
+            group.add_argument(flag, dest=field.name, type=kind, default=None, help=help_text)
+
+
+def _config_overrides(args: argparse.Namespace) -> dict:
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(Config) if getattr(args, field.name, None) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phasegrpo",
+        description="Multi-domain GRPO with a phase reward curriculum, on TRL's GRPOTrainer with a LoRA policy.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="Train a LoRA policy with GRPO and the phase curriculum.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="Starting configuration.")
+    train.add_argument("--resume", action="store_true", help="Continue the run in --output-dir from its last complete checkpoint.")
+    train.add_argument("--overwrite", action="store_true", help="Delete an existing run folder and start over.")
+    train.add_argument("--allow-max-steps-change", action="store_true", help="On --resume, accept a new --max-steps and re-time the phases.")
+    train.add_argument("--print-config", action="store_true", help="Print the resolved config and exit.")
+    _add_config_flags(train)
+
+    evaluate = commands.add_parser("eval", help="Evaluate a model (optionally with a run's adapter) on held-out rows.",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evaluate.add_argument("--model", default="embedded", help="Hub id, local folder, or 'embedded'.")
+    evaluate.add_argument("--adapter", default=None, help="A LoRA adapter folder (e.g. runs/demo/adapter).")
+    evaluate.add_argument("--data-source", default="synthetic", choices=["synthetic", "hub"], help="Held-out rows: generated test split or the Hub test splits.")
+    evaluate.add_argument("--data-dir", default=None, help="Local files in the Hub schema instead of the Hub.")
+    evaluate.add_argument("--rows-per-domain", type=int, default=8, help="Held-out rows per domain.")
+    evaluate.add_argument("--max-new-tokens", type=int, default=256, help="Tokens per completion.")
+    evaluate.add_argument("--batch-size", type=int, default=8, help="Completions generated together.")
+    evaluate.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32.")
+    evaluate.add_argument("--output", default=None, help="Write the results as JSON here.")
+
+    report = commands.add_parser("report", help="Write the plots of a run folder.")
+    report.add_argument("run_dir", help="A run folder (with metrics.jsonl).")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "report":
+            return _report(args)
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
+        print(f"phasegrpo {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _train(args) -> int:
+    from phasegrpo.config import preset
+
+    config = preset(args.preset, **_config_overrides(args))
+    if args.resume:
+        from pathlib import Path
+
+        from phasegrpo.config import from_dict, override
+        saved = Path(config.output_dir) / "config.json"
+        if saved.exists():  # the run's own settings, with only what was given on this command line changed
+            config = override(from_dict(json.loads(saved.read_text())), **_config_overrides(args))
+    config.validate()
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    from phasegrpo.training import train
+
+    result = train(config, resume=args.resume, overwrite=args.overwrite, allow_max_steps_change=args.allow_max_steps_change)
+    print(f"\nRun folder: {result.run_dir}  (step {result.global_step})")
+    for name in ("config.json", "metrics.jsonl", "adapter", "plots", "eval_before.json", "eval_after.json"):
+        path = result.run_dir / name
+        if path.exists():
+            print(f"  {path}")
+    return 130 if result.was_interrupted else 0
+
+
+def _eval(args) -> int:
+    from phasegrpo.evaluation import evaluate_rows, format_table, load_eval_rows, load_for_eval
+    from phasegrpo.run_folder import write_json_atomic
+
+    model, tokenizer = load_for_eval(args.model, args.adapter, args.dtype)
+    rows = load_eval_rows(source=args.data_source, rows_per_domain=args.rows_per_domain, data_dir=args.data_dir)
+    result = evaluate_rows(model, tokenizer, rows, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    print(format_table(result["summary"]))
+    if args.output:
+        write_json_atomic(args.output, result)
+        print(f"Results: {args.output}")
+    return 0
+
+
+def _report(args) -> int:
+    from phasegrpo.report import write_plots
+
+    for path in write_plots(args.run_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""Builds TRL's GRPOTrainer from a Config and runs it into a run folder.
+
+    from phasegrpo import train, preset
+    result = train(preset("demo", max_steps=4))
+
+The trainer subclass extends TRL by its smallest seams (TRL 1.16): the train sampler (domain
+mixing at sampling time), single-turn generation (the CPU rollout loop), and checkpoint saving
+(curriculum state + a completeness marker). Everything else is callbacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from trl import GRPOConfig, GRPOTrainer
+
+from phasegrpo import run_folder
+from phasegrpo.config import Config, from_dict
+from phasegrpo.curriculum import ProgressSchedule, check_resume_max_steps
+from phasegrpo.data import DomainMixSampler, concat_domains, load_mixture, make_mix_schedule
+from phasegrpo.generation import sample_completions
+from phasegrpo.models import declare_end_of_turn, load_model, load_tokenizer, resolve_dtype
+from phasegrpo.router import RewardRouter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    global_step: int
+    was_interrupted: bool
+    adapter_dir: Path | None
+
+
+class PhaseGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer with sampling-time domain mixing, fast CPU rollouts and complete-marked checkpoints."""
+
+    def __init__(self, *args, router: RewardRouter, row_domains: list[str], mix_schedule, phase_config: Config, **kwargs):
+        self.router = router
+        self.row_domains = row_domains
+        self.mix_schedule = mix_schedule
+        self.phase_config = phase_config
+        self.mix_sampler: DomainMixSampler | None = None
+        super().__init__(*args, **kwargs)
+
+    # Mirrors GRPOTrainer._get_train_sampler (TRL 1.16): same repeat structure, domain-mixed draws.
+    def _get_train_sampler(self, dataset=None):
+        self.mix_sampler = DomainMixSampler(
+            self.row_domains,
+            self.mix_schedule,
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            seed=self.args.seed,
+        )
+        return self.mix_sampler
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if not (self.phase_config.fast_cpu_generation and not self.use_vllm and images is None and not multimodal_fields):
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        from trl.models import unwrap_model_for_generation
+
+        # Seeded by step, so a resumed run draws the same rollouts it would have drawn.
+        generator = torch.Generator(device=self.accelerator.device).manual_seed(
+            self.args.seed * 1_000_003 + self.state.global_step * 101 + self.accelerator.process_index
+        )
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped_model:
+            completion_ids = sample_completions(
+                unwrapped_model,
+                prompt_ids,
+                max_new_tokens=self.max_completion_length,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                end_token_ids=self.eos_token_ids,
+                pad_token_id=self._tokenizer.pad_token_id,
+                tokenizer=self._tokenizer if self.phase_config.stop_at_answer_end else None,
+                generator=generator,
+            )
+        return completion_ids, None
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+            self.router.schedule.save(folder)
+            run_folder.mark_complete(folder)  # last: only a fully written checkpoint is resumable
+
+
+class RunCallback(TrainerCallback):
+    """Writes metrics.jsonl, announces phases, drives the mix schedule, shows progress, and turns
+    Ctrl-C into 'save a checkpoint and stop'."""
+
+    def __init__(self, run_dir: Path, router: RewardRouter, trainer_ref: dict, show_progress: bool = True):
+        self.run_dir = run_dir
+        self.router = router
+        self.trainer_ref = trainer_ref
+        self.show_progress = show_progress
+        self.last_phase: int | None = None
+        self.is_interrupted = False
+        self.progress = None
+        self._step_started = time.perf_counter()
+        self._previous_handler = None
+
+    # --- Ctrl-C -------------------------------------------------------------------------------
+    def install_interrupt_handler(self) -> None:
+        def handler(signum, frame):
+            if self.is_interrupted:  # second Ctrl-C: give up waiting for the step
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt
+            self.is_interrupted = True
+            print("\nCtrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again to abort).", flush=True)
+
+        self._previous_handler = signal.signal(signal.SIGINT, handler)
+
+    def restore_interrupt_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+
+    # --- training events ---------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.show_progress and state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.progress = tqdm(total=state.max_steps, initial=state.global_step, desc="train", dynamic_ncols=True)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_started = time.perf_counter()
+        sampler = self.trainer_ref["trainer"].mix_sampler
+        if sampler is not None:
+            sampler.set_progress(self.router.schedule.fraction(state.global_step, state.max_steps))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(state.global_step - self.progress.n)
+        if self.is_interrupted:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "reward" not in logs:
+            return
+        record = metrics_record(state.global_step, logs)
+        sampler = self.trainer_ref["trainer"].mix_sampler
+        if sampler is not None:
+            record["mix_weights"] = dict(sampler.weights_in_force)
+            domain_means = {d: v for d, v in record.get("domain_reward", {}).items()}
+            sampler.observe_rewards(domain_means)
+        if state.is_world_process_zero:
+            run_folder.append_jsonl(self.run_dir / run_folder.METRICS_FILE, record)
+            self._announce(record)
+
+    def _announce(self, record: dict) -> None:
+        phase = record["phase"]
+        if phase != self.last_phase:
+            enabled = ", ".join(self.router.phase_rewards[min(phase, len(self.router.phase_rewards) - 1)])
+            self._write(f"[step {record['step']}] phase {phase}: {enabled}")
+            self.last_phase = phase
+        if self.progress is not None:
+            self.progress.set_postfix(
+                phase=phase, reward=f"{record['reward']:.2f}", kl=f"{record.get('kl') or 0:.3f}",
+                len=f"{record.get('completion_length') or 0:.0f}", refresh=False,
+            )
+
+    def _write(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.write(text)
+        else:
+            print(text, flush=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.close()
+
+
+def metrics_record(step: int, logs: dict) -> dict:
+    """One metrics.jsonl row from TRL's logged dict: the headline fields first, then every
+    per-reward and per-domain value, and everything else TRL logged under `trl`."""
+    record = {
+        "step": step,
+        "phase": int(round(logs.get("phase", 0))),
+        "reward": logs.get("reward"),
+        "reward_std": logs.get("reward_std"),
+        "kl": logs.get("kl"),
+        "completion_length": logs.get("completions/mean_length"),
+        "step_time": logs.get("step_time"),
+        "exact_format_rate": logs.get("format/exact_rate"),
+        "reward_raw": {},
+        "reward_contribution": {},
+        "domain_reward": {},
+        "domain_count": {},
+        "trl": {},
+    }
+    for key, value in logs.items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "rewards" and parts[2] in ("raw", "contribution"):
+            record[f"reward_{parts[2]}"][parts[1]] = value
+        elif len(parts) == 3 and parts[0] == "domain" and parts[2] in ("reward", "count"):
+            record[f"domain_{parts[2]}"][parts[1]] = value
+        elif key not in ("phase",):
+            record["trl"][key] = value
+    return record
+
+
+def build_router(config: Config, schedule: ProgressSchedule | None = None) -> RewardRouter:
+    return RewardRouter(
+        phase_rewards=config.phase_rewards,
+        reward_weights=config.reward_weights,
+        domain_scales=config.domain_scales,
+        schedule=schedule or ProgressSchedule(tuple(config.phase_boundaries), max_steps=config.max_steps),
+    )
+
+
+def load_training_rows(config: Config):
+    weights = {domain: weight for domain, weight in config.domain_weights.items() if float(weight) > 0}
+    by_domain = load_mixture(
+        weights,
+        source="synthetic" if config.data_source == "synthetic" else None,
+        split="train",
+        data_dir=config.data_dir or None,
+        limit=config.rows_per_domain or None,
+        seed=config.seed,
+    )
+    return concat_domains(by_domain)
+
+
+def grpo_args(config: Config, run_dir: Path) -> GRPOConfig:
+    on_gpu = torch.cuda.is_available()
+    dtype = resolve_dtype(config.dtype)
+    per_device_batch = config.prompts_per_step * config.num_generations // config.gradient_accumulation_steps
+    return GRPOConfig(
+        output_dir=str(run_dir / run_folder.CHECKPOINTS_DIR),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=per_device_batch,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_generations=config.num_generations,
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        epsilon=config.epsilon,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_completion_length=config.max_completion_length,
+        scale_rewards=config.scale_rewards,
+        loss_type=config.loss_type,
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=3,
+        report_to=[] if config.report_to in ("", "none") else config.report_to.split(","),
+        use_cpu=not on_gpu,
+        bf16=on_gpu and dtype == torch.bfloat16,
+        fp16=on_gpu and dtype == torch.float16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        use_vllm=config.use_vllm,
+        vllm_mode=config.vllm_mode,
+        disable_tqdm=True,
+        log_completions=False,
+        shuffle_dataset=True,
+    )
+
+
+def prepare_run_dir(config: Config, resume: bool, overwrite: bool) -> Path:
+    run_dir = Path(config.output_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        if not overwrite:
+            raise FileExistsError(
+                f"Run folder {run_dir} already exists. Pass --resume to continue it, --overwrite to start "
+                f"over, or --output-dir for a new run."
+            )
+        shutil.rmtree(run_dir)
+    if resume and not (run_dir / run_folder.CONFIG_FILE).exists():
+        raise FileNotFoundError(f"Cannot resume: {run_dir / run_folder.CONFIG_FILE} does not exist. Start the run without --resume.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def resolve_resume(config: Config, run_dir: Path, allow_max_steps_change: bool) -> tuple[Path | None, ProgressSchedule]:
+    """The checkpoint to continue from and the phase schedule it was running with."""
+    checkpoint = run_folder.latest_complete_checkpoint(run_dir)
+    if checkpoint is None:
+        logger.warning("No complete checkpoint in %s: starting from step 0.", run_dir)
+        return None, ProgressSchedule(tuple(config.phase_boundaries), max_steps=config.max_steps)
+    saved = ProgressSchedule.load(checkpoint)
+    if saved is None:
+        raise RuntimeError(f"{checkpoint} has no curriculum state ({checkpoint}/phasegrpo_state.json).")
+    check_resume_max_steps(saved.max_steps, config.max_steps, allow_max_steps_change)
+    if allow_max_steps_change:
+        saved.max_steps = config.max_steps
+    return checkpoint, saved
+
+
+def train(
+    config: Config,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_max_steps_change: bool = False,
+    model=None,
+    tokenizer=None,
+    show_progress: bool = True,
+) -> RunResult:
+    """Run GRPO with the phase curriculum into `config.output_dir`; see module docstring.
+
+    `model`/`tokenizer` may be passed in (tests use tiny models); otherwise `config.model` is loaded.
+    """
+    config.validate()
+    run_dir = prepare_run_dir(config, resume, overwrite)
+    checkpoint, schedule = (None, None)
+    if resume:
+        saved_config = from_dict(__import__("json").loads((run_dir / run_folder.CONFIG_FILE).read_text()))
+        changed = {f.name for f in dataclasses.fields(Config) if getattr(saved_config, f.name) != getattr(config, f.name)}
+        if changed - {"max_steps", "save_steps", "logging_steps", "report_to", "output_dir"}:
+            logger.warning("Resuming with changed settings: %s", ", ".join(sorted(changed)))
+        checkpoint, schedule = resolve_resume(config, run_dir, allow_max_steps_change)
+        if checkpoint is not None:
+            run_folder.truncate_metrics_after(run_dir / run_folder.METRICS_FILE, int(checkpoint.name.split("-")[-1]))
+    run_folder.write_json_atomic(run_dir / run_folder.CONFIG_FILE, config.to_dict())
+
+    from phasegrpo.rewards import reward_values_from, set_reward_values
+
+    set_reward_values(reward_values_from(config.reward_values))
+    router = build_router(config, schedule)
+    tokenizer = tokenizer or load_tokenizer(config.model)
+    model = model if model is not None else load_model(config.model, config.dtype)
+    declare_end_of_turn(model, tokenizer)
+    train_rows, row_domains = load_training_rows(config)
+    mix = make_mix_schedule(config.mix_schedule, config.domain_weights, **({"end": config.mix_end_weights} if config.mix_schedule == "linear" else {}))
+
+    from peft import LoraConfig
+
+    target_modules = config.lora_target_modules
+    peft_config = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=target_modules if target_modules == "all-linear" else target_modules.split(","),
+        task_type="CAUSAL_LM",
+    )
+    eval_rows = None
+    if config.eval_before_after and not resume:
+        from phasegrpo.evaluation import load_eval_rows
+
+        eval_rows = load_eval_rows(
+            source=config.data_source, rows_per_domain=config.eval_rows_per_domain, data_dir=config.data_dir, seed=config.seed,
+            domains=[d for d, w in config.domain_weights.items() if float(w) > 0],
+        )
+        _evaluate_into(run_dir / "eval_before.json", "before training", model, tokenizer, eval_rows, config)
+    trainer_ref: dict = {}
+    callback = RunCallback(run_dir, router, trainer_ref, show_progress=show_progress)
+    trainer = PhaseGRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=[router],
+        args=grpo_args(config, run_dir),
+        train_dataset=train_rows,
+        peft_config=peft_config,
+        callbacks=[callback],
+        router=router,
+        row_domains=row_domains,
+        mix_schedule=mix,
+        phase_config=config,
+    )
+    trainer_ref["trainer"] = trainer
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    callback.install_interrupt_handler()
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        callback.restore_interrupt_handler()
+    adapter_dir = None
+    if trainer.args.should_save:
+        if callback.is_interrupted:
+            print(f"Stopped at step {trainer.state.global_step}; resume with: phasegrpo train --resume --output-dir {run_dir}", flush=True)
+        else:
+            adapter_dir = save_adapter(trainer, run_dir)
+            if eval_rows is not None:
+                _evaluate_into(run_dir / "eval_after.json", "after training", trainer.model, tokenizer, eval_rows, config)
+        from phasegrpo.report import write_plots
+
+        write_plots(run_dir)
+    return RunResult(run_dir, trainer.state.global_step, callback.is_interrupted, adapter_dir)
+
+
+def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Config) -> None:
+    from phasegrpo.evaluation import evaluate_rows, format_table
+
+    was_training = model.training
+    result = evaluate_rows(model, tokenizer, rows, max_new_tokens=config.max_completion_length, domain_scales=config.domain_scales)
+    model.train(was_training)
+    run_folder.write_json_atomic(path, result)
+    print(f"\nEval {label} ({len(rows)} held-out rows, greedy, {result['seconds']:.0f} s):\n{format_table(result['summary'])}", flush=True)
+
+
+def save_adapter(trainer: GRPOTrainer, run_dir: Path) -> Path:
+    target = run_dir / run_folder.ADAPTER_DIR
+    staging = run_dir / f".{run_folder.ADAPTER_DIR}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    run_folder.replace_dir_atomic(staging, target)
+    return target
