@@ -200,17 +200,19 @@ def test_hostile_program_scores_zero_and_host_is_untouched(isolated_batch, name)
     assert verdict.passed == 0, verdict
     assert verdict.total == len(tests)
     assert verdict.status in {"ok", "error", "timeout", "crashed"}
-    assert "canary-secret" not in verdict.detail and "env-secret" not in verdict.detail
+    assert "env-secret" not in verdict.detail
     assert isolated_batch["received"] == []  # no byte reached the local TCP and unix sockets
     for worker, descendants in isolated_batch["leftovers"].items():
         assert len(descendants) <= _INFRASTRUCTURE, (worker, descendants)
     # Every program is bounded by (1 + tests) budgets; the batch ran on 2 workers.
     bound_s = sum(TIMEOUT_S * (len(t) + 1) + 0.5 for _, t, _ in HOSTILE.values()) / 2 + 5
     assert isolated_batch["elapsed_s"] < bound_s
-    if isolated_batch["pool"].isolation["isolation"] == "fallback" and os.getuid() != 0:
+    report = isolated_batch["pool"].isolation
+    if report["isolation"] == "fallback" and not report.get("run_as_nobody"):
         assert any("isolation is degraded" in record.getMessage() for record in isolated_batch["warnings"])
         pytest.skip("without namespaces a program can read and write what this user can (documented, warned)")
     assert isolated_batch["canary"].read_text() == "canary-secret-4d1f"
+    assert "canary-secret" not in verdict.detail
 
 
 def test_honest_programs_in_hostile_batch_keep_full_credit(isolated_batch):

@@ -128,9 +128,9 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 # ---- per program: drop everything, then seccomp ----
 
-def drop_privileges(is_fallback: bool) -> None:
-    """Leave no capability, no way to regain one (no_new_privs), and, for root without namespaces, nobody."""
-    if is_fallback and os.getuid() == 0:
+def drop_privileges(become_nobody: bool) -> None:
+    """Leave no capability and no way to regain one (no_new_privs); as root without namespaces, become nobody."""
+    if become_nobody:
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)

@@ -77,7 +77,8 @@ def read_message(fd: int):
 class _Zygote:
     """Pipes to the zygote: commands in; runner pids and exit statuses, records, output out."""
 
-    def __init__(self, is_fallback: bool, pid_namespace_fd: int | None, protocol_fds: tuple[int, int]):
+    def __init__(self, is_fallback: bool, pid_namespace_fd: int | None, protocol_fds: tuple[int, int],
+                 run_as_nobody: bool = False):
         command_r, self.command_w = os.pipe()
         self.events_r, events_w = os.pipe()
         self.records_r, records_w = os.pipe()
@@ -87,7 +88,7 @@ class _Zygote:
             try:
                 for fd in (*protocol_fds, self.command_w, self.events_r, self.records_r, self.output_r):
                     os.close(fd)
-                zygote(command_r, events_w, records_w, output_w, is_fallback, pid_namespace_fd)
+                zygote(command_r, events_w, records_w, output_w, is_fallback, pid_namespace_fd, run_as_nobody)
             finally:
                 os._exit(1)
         for fd in (command_r, events_w, records_w, output_w):
@@ -144,8 +145,24 @@ def _readable_by_others(path: str) -> bool:
     return all(os.stat(folder).st_mode & 0o001 for folder in folders)
 
 
+def _can_become_nobody() -> bool:
+    """False in containers that map only uid 0, where setuid(nobody) fails."""
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setgid(_isolation.NOBODY)
+            os.setuid(_isolation.NOBODY)
+            os._exit(0)
+        finally:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+
+
 def _fallback(report: dict, protocol_fds: tuple[int, int]) -> tuple[dict, _Zygote]:
-    if os.getuid() == 0 and not _readable_by_others(os.__file__):
+    report["run_as_nobody"] = os.getuid() == 0 and _can_become_nobody()
+    if os.getuid() == 0 and not report["run_as_nobody"]:
+        report["reason"] += "; programs run as this (root) user: nobody is not mapped here"
+    if report["run_as_nobody"] and not _readable_by_others(os.__file__):
         for module in _PRELOAD_UNREADABLE:
             __import__(module)
         report["reason"] += (f"; {os.path.dirname(os.__file__)} is unreadable to nobody, so programs can import "
@@ -153,7 +170,7 @@ def _fallback(report: dict, protocol_fds: tuple[int, int]) -> tuple[dict, _Zygot
     # Program folders live in one folder per worker, which the pool removes if the worker is killed.
     report["host_folder"] = tempfile.mkdtemp(prefix="phasegrpo-sandbox-")
     os.chmod(report["host_folder"], 0o711)
-    return report, _Zygote(True, None, protocol_fds)
+    return report, _Zygote(True, None, protocol_fds, report["run_as_nobody"])
 
 
 # ---- the zygote and the runner: the only places untrusted code runs ----
@@ -174,7 +191,7 @@ def _send(obj) -> None:
 
 
 def zygote(command_fd: int, events_fd: int, records_fd: int, output_fd: int, is_fallback: bool,
-           pid_namespace_fd: int | None) -> None:
+           pid_namespace_fd: int | None, run_as_nobody: bool) -> None:
     """Fork one runner per command and report its pid and exit status; never reads a program."""
     _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -199,7 +216,7 @@ def zygote(command_fd: int, events_fd: int, records_fd: int, output_fd: int, is_
                 os.dup2(output_fd, 2)
                 os.dup2(records_fd, _RECORDS_FD)
                 os.closerange(_RECORDS_FD + 1, 1 << 16)
-                run_program(command, is_fallback, seccomp_filter)
+                run_program(command, is_fallback, run_as_nobody, seccomp_filter)
             finally:
                 os._exit(1)
         write_message(events_fd, {"pid": runner})
@@ -207,7 +224,7 @@ def zygote(command_fd: int, events_fd: int, records_fd: int, output_fd: int, is_
         write_message(events_fd, {"exit": status})
 
 
-def run_program(command: dict, is_fallback: bool, seccomp_filter: bytes | None) -> None:
+def run_program(command: dict, is_fallback: bool, run_as_nobody: bool, seccomp_filter: bytes | None) -> None:
     """Confine this process, read the program, run setup + code, then the tests; never returns."""
     import builtins
 
@@ -221,7 +238,7 @@ def run_program(command: dict, is_fallback: bool, seccomp_filter: bytes | None) 
     os.environ.clear()
     os.environ.update({"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"})
     tempfile.tempdir = workdir
-    _isolation.drop_privileges(is_fallback)
+    _isolation.drop_privileges(run_as_nobody)
     if seccomp_filter is not None:
         _isolation.install_seccomp(seccomp_filter)
     with open(_JOB_FILE, "rb") as handle:
@@ -535,9 +552,11 @@ def main() -> None:
     while True:
         message = read_message(protocol_in)
         if message is None:
+            if report["isolation"] == "fallback":
+                _remove_tree(report["host_folder"])
             return
         workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
-        if report["isolation"] == "fallback" and os.getuid() == 0:
+        if report.get("run_as_nobody"):
             os.chown(workdir, _isolation.NOBODY, _isolation.NOBODY)
         try:
             verdict = run_job(zygote_handle, message, workdir)
