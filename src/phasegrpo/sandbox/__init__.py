@@ -10,7 +10,7 @@ What it protects, for every program (Linux with unprivileged user namespaces, x8
   parent, ignoring signals, forking or leaving children and threads behind ends with one SIGKILL
   that takes its whole namespace. A worker that dies anyway is replaced and its program retried.
 - The machine: wall-clock budget for the code and for each test, CPU time, address space, file
-  size, processes, open files, captured output (drained and counted, never stored), a 64 MB
+  size, processes (none as root, where seccomp denies fork), open files, captured output (drained and counted, never stored), a 64 MB
   private /tmp; no capabilities, no_new_privs, and a seccomp filter against ptrace, mounts,
   namespaces, bpf, keyrings and the like.
 - The user's data: no network (empty network namespace); a read-only root holding only the

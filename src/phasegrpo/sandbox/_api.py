@@ -55,7 +55,8 @@ def run_programs(
     `timeout_s` is the wall-clock budget of the code and of each test separately (so a program takes at
     most (1 + len(tests)) * timeout_s); CPU time is capped to the same total. `memory_mb` caps the
     address space, `file_size_mb` any file written, `output_limit_bytes` what it may print, and
-    `max_processes` the processes it may have at once (where namespaces are unavailable, none).
+    `max_processes` the processes it may have at once (none where namespaces are unavailable or the
+    trainer runs as root: the kernel does not apply RLIMIT_NPROC to root, so seccomp denies fork instead).
     """
     if timeout_s <= 0 or memory_mb <= 0 or output_limit_bytes < 0 or file_size_mb < 0 or max_processes < 1:
         raise ValueError(

@@ -168,11 +168,14 @@ _DENIED_ALWAYS = {
     "fspick": 433, "mount_setattr": 442, "pidfd_getfd": 438,
 }
 # Denied too when namespaces are unavailable, since then the program shares the host's PIDs and
-# network: no sockets, no signals to anyone, no new processes (threads stay allowed).
+# network: no sockets, no signals to anyone.
 _DENIED_FALLBACK = {
     "socket": 41, "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
-    "pidfd_open": 434, "pidfd_send_signal": 424, "fork": 57, "vfork": 58,
+    "pidfd_open": 434, "pidfd_send_signal": 424,
 }
+# New processes (threads stay allowed), denied where RLIMIT_NPROC cannot bound them: without
+# namespaces, and when the trainer runs as root (the kernel never applies RLIMIT_NPROC to root).
+_DENIED_PROCESSES = {"fork": 57, "vfork": 58}
 _CLONE, _CLONE3 = 56, 435
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _EPERM, _ENOSYS = 1, 38
@@ -182,7 +185,7 @@ def seccomp_available() -> bool:
     return platform.machine() == "x86_64"
 
 
-def seccomp_filter(is_fallback: bool) -> bytes:
+def seccomp_filter(is_fallback: bool, deny_processes: bool) -> bytes:
     """The deny-list filter as classic BPF (x86_64)."""
     ld_abs, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
     allow, deny, kill = 0x7FFF0000, 0x00050000 | _EPERM, 0x80000000
@@ -197,6 +200,8 @@ def seccomp_filter(is_fallback: bool) -> bytes:
     denied = dict(_DENIED_ALWAYS)
     if is_fallback:
         denied.update(_DENIED_FALLBACK)
+    if deny_processes:
+        denied.update(_DENIED_PROCESSES)
         program += [
             (jeq, 0, 1, _CLONE3), (ret, 0, 0, 0x00050000 | _ENOSYS),  # glibc then falls back to clone
             (jeq, 0, 4, _CLONE),
