@@ -469,3 +469,56 @@ def test_forked_child_gets_its_own_pool():
     (verdict,) = run_programs([Program("def f(x): return x", ("assert f(1) == 1",))])
     assert verdict.passed == 1
     assert [worker.process.pid for worker in _pool.get_pool().workers] == parent_workers
+
+
+# ---- the plain-data codec: what crosses from the program to the judge ----
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from phasegrpo.sandbox import _judge  # noqa: E402
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8) \
+    | st.binary(max_size=8) | st.complex_numbers(allow_nan=False)
+_hashables = st.recursive(_scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3), max_leaves=4)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner) | st.sets(_hashables, max_size=4)
+    | st.dictionaries(_hashables, inner, max_size=4),
+    max_leaves=10,
+)
+
+
+def _same_types(left, right) -> bool:
+    if type(left) is not type(right):
+        return False
+    if type(left) in (list, tuple):
+        return all(map(_same_types, left, right))
+    if type(left) is dict:
+        return all(_same_types(value, right[key]) for key, value in left.items())
+    return True
+
+
+@settings(max_examples=80, deadline=None)
+@given(_values)
+def test_plain_values_survive_the_codec_with_their_exact_types(value):
+    decoded = _judge.decode(_judge.loads(_judge.dumps(_judge.encode(value))))
+    assert decoded == value and _same_types(decoded, value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=4), max_leaves=12))
+def test_decoding_untrusted_data_only_ever_raises_value_error(tree):
+    try:
+        value = _judge.decode(tree)
+    except ValueError:
+        return
+    assert type(value) in (type(None), bool, int, float, complex, str, bytes, list, tuple, set, frozenset, dict)
+
+
+@pytest.mark.parametrize("value", [type("Int", (int,), {})(1), type("Str", (str,), {})("a"), object(), [1, object()],
+                                   iter([1])])
+def test_anything_but_exact_builtin_types_is_refused(value):
+    with pytest.raises(_judge.NotPlainData):
+        _judge.encode(value)
