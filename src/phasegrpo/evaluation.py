@@ -1,16 +1,29 @@
 """Evaluation on held-out rows: accuracy, exact-format rate, refusal rate, completion length and
-total reward, per domain and overall (issue 8 deepens this: pass@k, Hub test splits, tables)."""
+total reward, per domain and overall; greedy by default, pass@k with sampling as an option.
+
+    model, tokenizer = load_for_eval("embedded", adapter="runs/demo/adapter")
+    rows = load_eval_rows(source="synthetic", rows_per_domain=8)
+    result = evaluate_rows(model, tokenizer, rows, max_new_tokens=256)
+    print(format_table(result["summary"]))
+
+A result is `{"summary": {group: numbers}, "samples": [...], "settings": {...}, "seconds": s}`;
+the groups are "overall" then each domain. The total reward is the router's score in the last
+phase (every reward on), so before/after numbers compare like with like.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from phasegrpo.config import REFERENCE_DOMAIN_SCALES
 from phasegrpo.formats import is_exact_format
 from phasegrpo.generation import sample_completions
+
+METRICS = ("accuracy", "exact_format_rate", "refusal_rate", "mean_completion_tokens", "mean_reward")
+"""The per-group numbers of a summary, in table order (pass@k columns follow when sampled)."""
 
 
 @dataclass
@@ -21,67 +34,166 @@ class _FinalPhase:
     max_steps: int = 1
 
 
-def evaluate_rows(model, tokenizer, rows, *, max_new_tokens: int, batch_size: int = 8, domain_scales=None) -> dict:
-    """Greedy completions for `rows` (a datasets.Dataset of contract rows), scored by the rewards."""
-    from phasegrpo import rewards
-    from phasegrpo.router import RewardRouter
+def evaluate_rows(
+    model,
+    tokenizer,
+    rows,
+    *,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    domain_scales=None,
+    samples_per_row: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> dict:
+    """Completions for `rows` (a datasets.Dataset of contract rows), scored by the rewards.
 
-    router = RewardRouter(domain_scales=domain_scales or REFERENCE_DOMAIN_SCALES)
-    full_credit = rewards.reward_values().correct_reward
+    Greedy (`temperature=0`) gives one completion per row. With `temperature > 0` each row gets
+    `samples_per_row` sampled completions and the summary adds pass@k for k = 1, 2, 4, ... up
+    to `samples_per_row` (the unbiased estimator of Chen et al. 2021).
+    """
+    import torch
+
+    if samples_per_row < 1:
+        raise ValueError(f"samples_per_row must be >= 1, got {samples_per_row}.")
+    if samples_per_row > 1 and temperature <= 0:
+        raise ValueError(
+            f"samples_per_row={samples_per_row} with greedy decoding gives {samples_per_row} identical completions; "
+            f"pass a temperature > 0 (e.g. --temperature 0.8) for pass@k."
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     end_ids = model.generation_config.eos_token_id
     end_ids = [end_ids] if isinstance(end_ids, int) else list(end_ids or [tokenizer.eos_token_id])
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed) if temperature > 0 else None
+    # Every (row, sample) pair, row-major, so a batch holds the k samples of a row together.
+    jobs = [(row, sample) for row in range(len(rows)) for sample in range(samples_per_row)]
+    scorer = _Scorer(domain_scales)
+    was_training = model.training
     model.eval()
-    samples = []
+    samples: list[dict] = []
     started = time.perf_counter()
-    for start in range(0, len(rows), batch_size):
-        batch = rows.select(range(start, min(start + batch_size, len(rows))))
-        prompt_ids = [
-            list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-            for prompt in batch["prompt"]
-        ]
-        completion_ids = sample_completions(
-            model, prompt_ids, max_new_tokens=max_new_tokens, temperature=0.0, end_token_ids=end_ids,
-            pad_token_id=tokenizer.pad_token_id, tokenizer=tokenizer,
-        )
-        texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
+    progress = _progress_bar(len(jobs), show_progress)
+    try:
+        for start in range(0, len(jobs), batch_size):
+            batch_jobs = jobs[start : start + batch_size]
+            batch = rows.select([row for row, _ in batch_jobs])
+            prompt_ids = [
+                list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+                for prompt in batch["prompt"]
+            ]
+            completion_ids = sample_completions(
+                model, prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                end_token_ids=end_ids, pad_token_id=pad_id, tokenizer=tokenizer, generator=generator,
+            )
+            texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
+            scored = scorer(batch, texts, [len(ids) for ids in completion_ids])
+            for (row, sample_index), sample in zip(batch_jobs, scored):
+                samples.append({"row": row, "sample": sample_index, **sample})
+            if progress is not None:
+                progress.update(len(batch_jobs))
+    finally:
+        if progress is not None:
+            progress.close()
+        model.train(was_training)
+    settings = {
+        "decoding": "sampling" if temperature > 0 else "greedy",
+        "temperature": temperature,
+        "top_p": top_p,
+        "samples_per_row": samples_per_row,
+        "max_new_tokens": max_new_tokens,
+        "rows": len(rows),
+        "seed": seed,
+    }
+    return {"summary": summarize(samples), "samples": samples, "settings": settings, "seconds": time.perf_counter() - started}
+
+
+class _Scorer:
+    """Scores a batch of completions the way training does, with every reward on."""
+
+    def __init__(self, domain_scales=None):
+        from phasegrpo import rewards
+        from phasegrpo.router import RewardRouter
+
+        self.rewards = rewards
+        self.router = RewardRouter(domain_scales=domain_scales or REFERENCE_DOMAIN_SCALES)
+        self.full_credit = rewards.reward_values().correct_reward
+
+    def __call__(self, batch, texts: list[str], token_counts: list[int]) -> list[dict]:
         columns = {name: batch[name] for name in batch.column_names if name != "prompt"}
         kwargs = dict(prompts=batch["prompt"], completions=texts, **columns)
-        correctness = rewards.check_answer(**kwargs)
-        refusal = rewards.punish_refusal(**kwargs)
-        totals = router(trainer_state=_FinalPhase(), **kwargs)
-        for index, text in enumerate(texts):
-            samples.append({
+        correctness = self.rewards.check_answer(**kwargs)
+        refusal = self.rewards.punish_refusal(**kwargs)
+        totals = self.router(trainer_state=_FinalPhase(), **kwargs)
+        ids = columns.get("id") or [""] * len(texts)
+        answers = columns.get("answer") or [""] * len(texts)
+        return [
+            {
                 "domain": columns["domain"][index],
-                "id": columns.get("id", [""] * len(texts))[index],
+                "id": ids[index],
+                "question": _question(batch["prompt"][index]),
+                "reference": answers[index],
                 "completion": text,
-                "is_correct": correctness[index] >= full_credit - 1e-9,
+                "is_correct": correctness[index] is not None and correctness[index] >= self.full_credit - 1e-9,
                 "is_exact_format": is_exact_format(text),
-                "is_refusal": refusal[index] < 0,
-                "completion_tokens": len(completion_ids[index]),
-                "reward": totals[index],
-            })
-    return {"summary": summarize(samples), "samples": samples, "seconds": time.perf_counter() - started}
+                "is_refusal": refusal[index] is not None and refusal[index] < 0,
+                "completion_tokens": token_counts[index],
+                "reward": float(totals[index]),
+            }
+            for index, text in enumerate(texts)
+        ]
 
 
 def summarize(samples: list[dict]) -> dict:
+    """Per-group numbers ("overall" first, then domains A-Z) from scored samples."""
     groups: dict[str, list[dict]] = {}
     for sample in samples:
         groups.setdefault(sample["domain"], []).append(sample)
     groups = {"overall": samples, **dict(sorted(groups.items()))}
-    return {
-        name: {
-            "rows": len(items),
+    summary = {}
+    for name, items in groups.items():
+        by_row: dict[int, list[bool]] = {}
+        for position, sample in enumerate(items):
+            by_row.setdefault(sample.get("row", position), []).append(bool(sample["is_correct"]))
+        numbers = {
+            "rows": len(by_row),
+            "completions": len(items),
             "accuracy": _mean([s["is_correct"] for s in items]),
             "exact_format_rate": _mean([s["is_exact_format"] for s in items]),
             "refusal_rate": _mean([s["is_refusal"] for s in items]),
             "mean_completion_tokens": _mean([s["completion_tokens"] for s in items]),
             "mean_reward": _mean([s["reward"] for s in items]),
         }
-        for name, items in groups.items()
-    }
+        samples_per_row = min((len(v) for v in by_row.values()), default=1)
+        if samples_per_row > 1:
+            numbers["pass_at"] = {
+                str(k): _mean([pass_at_k(len(v), sum(v), k) for v in by_row.values()]) for k in _k_values(samples_per_row)
+            }
+        summary[name] = numbers
+    return summary
+
+
+def pass_at_k(n: int, correct: int, k: int) -> float:
+    """Chance that at least one of k completions drawn from n (of which `correct` are right) is right."""
+    if n - correct < k:
+        return 1.0
+    return 1.0 - math.comb(n - correct, k) / math.comb(n, k)
+
+
+def _k_values(n: int) -> list[int]:
+    values, k = [], 1
+    while k < n:
+        values.append(k)
+        k *= 2
+    return values + [n]
 
 
 def load_eval_rows(*, source: str, rows_per_domain: int, data_dir: str | None = None, seed: int = 0, domains=None):
+    """Held-out rows per domain: the generated test split ('synthetic'), else the Hub test splits
+    (or local files in the Hub schema under `data_dir`)."""
     from datasets import concatenate_datasets
 
     from phasegrpo.data import load_mixture
@@ -95,27 +207,61 @@ def load_eval_rows(*, source: str, rows_per_domain: int, data_dir: str | None = 
 
 
 def format_table(summary: dict) -> str:
+    """The summary as a fixed-width terminal table, one line per group."""
+    pass_keys = sorted({k for row in summary.values() for k in row.get("pass_at", {})}, key=int)
     header = f"{'domain':10s} {'rows':>5s} {'accuracy':>9s} {'format':>7s} {'refusal':>8s} {'tokens':>7s} {'reward':>7s}"
+    header += "".join(f" {'pass@' + k:>7s}" for k in pass_keys)
     lines = [header, "-" * len(header)]
     for name, row in summary.items():
-        lines.append(
+        line = (
             f"{name:10s} {row['rows']:5d} {row['accuracy']:9.2f} {row['exact_format_rate']:7.2f} "
             f"{row['refusal_rate']:8.2f} {row['mean_completion_tokens']:7.1f} {row['mean_reward']:7.2f}"
         )
+        line += "".join(f" {row.get('pass_at', {}).get(k, float('nan')):7.2f}" for k in pass_keys)
+        lines.append(line)
     return "\n".join(lines)
 
 
+def write_result(path: str | Path, result: dict) -> Path:
+    """Write an eval result as JSON (atomically: a kill leaves the old file or the new one)."""
+    from phasegrpo.run_folder import write_json_atomic
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, result)
+    return path
+
+
 def load_for_eval(model_name: str, adapter: str | Path | None = None, dtype: str = "auto"):
+    """A model and tokenizer ready to evaluate, with a LoRA adapter applied when given."""
     from phasegrpo.models import declare_end_of_turn, load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name, dtype)
     declare_end_of_turn(model, tokenizer)
     if adapter:
+        if not Path(adapter, "adapter_config.json").exists():
+            raise FileNotFoundError(f"No LoRA adapter at {adapter} (no adapter_config.json). Pass a run's adapter folder, e.g. runs/demo/adapter.")
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
     return model, tokenizer
+
+
+def _progress_bar(total: int, show: bool):
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="eval", unit="completion", dynamic_ncols=True)
+
+
+def _question(prompt) -> str:
+    """The last user message of a conversational prompt (what the report shows as the question)."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [message.get("content", "") for message in prompt if message.get("role") == "user"]
+    return users[-1] if users else ""
 
 
 def _mean(values) -> float:
@@ -123,4 +269,4 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-__all__ = ["evaluate_rows", "summarize", "load_eval_rows", "format_table", "load_for_eval"]
+__all__ = ["evaluate_rows", "summarize", "pass_at_k", "load_eval_rows", "format_table", "write_result", "load_for_eval", "METRICS"]
