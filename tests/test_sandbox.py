@@ -90,6 +90,10 @@ HOSTILE = {
     "deep_recursion_segfault": ("import sys\nsys.setrecursionlimit(10**7)\ndef f(x):\n    return f(x) + 1", SQUARE_TESTS, False),
     "many_files": ("import os\nfor i in range(10**6):\n    with open('f%d' % i, 'wb') as handle:\n        handle.write(bytes(2**20))",
                    SQUARE_TESTS[:1], True),
+    "plant_symlink_for_the_worker": ("import os\nos.symlink({canary!r}, '.program.json')\ndef f(x):\n    os._exit(1)",
+                                     SQUARE_TESTS, False),
+    "chmod_through_cleanup": ("import os\nos.mkdir('d')\nos.symlink({canary!r}, 'd/link')\nos.chmod('d', 0o500)\n"
+                              "def f(x):\n    return None", SQUARE_TESTS, False),
     "lock_workdir": ("import os\nos.mkdir('locked')\nopen('locked/file', 'w').close()\nos.chmod('locked', 0)\nos.chmod('.', 0o500)\n"
                      "def f(x):\n    return None", SQUARE_TESTS, False),
 }
@@ -128,6 +132,7 @@ def isolated_batch(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"host-{mode}")
     canary = folder / "canary.txt"
     canary.write_text("canary-secret-4d1f")
+    canary.chmod(0o600)
     home = folder / "home"
     home.mkdir()
     (home / ".token").write_text("hf_secret")
@@ -212,6 +217,7 @@ def test_hostile_program_scores_zero_and_host_is_untouched(isolated_batch, name)
         assert any("isolation is degraded" in record.getMessage() for record in isolated_batch["warnings"])
         pytest.skip("without namespaces a program can read and write what this user can (documented, warned)")
     assert isolated_batch["canary"].read_text() == "canary-secret-4d1f"
+    assert isolated_batch["canary"].stat().st_mode & 0o777 == 0o600
     assert "canary-secret" not in verdict.detail
 
 

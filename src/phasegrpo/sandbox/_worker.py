@@ -295,8 +295,8 @@ def run_program(command: dict, is_fallback: bool, run_as_nobody: bool, seccomp_f
 class _Attempt:
     """Reads one runner's records and output; `phase` is "load" until the code has run."""
 
-    def __init__(self, job: _Zygote, first_test: int, options: dict):
-        self.job, self.current, self.phase = job, first_test, "load"
+    def __init__(self, zygote_handle: _Zygote, first_test: int, options: dict):
+        self.zygote, self.current, self.phase = zygote_handle, first_test, "load"
         self.buffer, self.output_bytes, self.runner = b"", 0, None
         self.output_limit = options["output_limit_bytes"]
 
@@ -304,7 +304,7 @@ class _Attempt:
         """False once the program printed more than allowed."""
         while True:
             try:
-                chunk = os.read(self.job.output_r, 1 << 16)
+                chunk = os.read(self.zygote.output_r, 1 << 16)
             except BlockingIOError:
                 return True
             if not chunk:
@@ -317,7 +317,7 @@ class _Attempt:
         """Complete records read so far; None if the stream is malformed or too large."""
         while True:
             try:
-                chunk = os.read(self.job.records_r, 1 << 20)
+                chunk = os.read(self.zygote.records_r, 1 << 20)
             except BlockingIOError:
                 break
             if not chunk:
@@ -418,6 +418,17 @@ def _plan(source: str, shadowed: frozenset[str]) -> _judge.TestPlan | str:
     return _plans[key]
 
 
+def _write_job_file(path: str, data: bytes) -> None:
+    """Write where an earlier attempt of the same program may have planted a symlink or folder."""
+    _remove_tree(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
+
+
 def run_job(zygote_handle: _Zygote, message: dict, workdir: str) -> dict:
     tests = message["tests"]
     plans, outcomes = [], [None] * len(tests)
@@ -436,8 +447,7 @@ def run_job(zygote_handle: _Zygote, message: dict, workdir: str) -> dict:
     limits = {key: message[key] for key in ("memory_mb", "file_size_mb", "max_processes")}
     failure, first_test = None, 0  # failure: (status, detail) for every test not judged yet
     while first_test < len(tests):
-        with open(os.path.join(workdir, _JOB_FILE), "wb") as handle:
-            handle.write(job_bytes)
+        _write_job_file(os.path.join(workdir, _JOB_FILE), job_bytes)
         for fd in (zygote_handle.records_r, zygote_handle.output_r):
             _drain(fd)  # nothing of an earlier attempt may be read as this one's
         cpu_s = int(timeout_s * (len(tests) - first_test + 1)) + 1
@@ -461,13 +471,13 @@ def run_job(zygote_handle: _Zygote, message: dict, workdir: str) -> dict:
 
 def _follow(attempt: _Attempt, plans, outcomes, timeout_s: float) -> tuple[str, str]:
     """Watch one runner until it finishes, dies, times out, or breaks a limit; judge its records."""
-    job = attempt.job
+    zygote_handle = attempt.zygote
     deadline = time.monotonic() + timeout_s
     runner_exit = None
 
     def stop() -> None:
         _kill(attempt.runner)
-        if runner_exit is None and _wait_event(job, 5.0) is None:
+        if runner_exit is None and _wait_event(zygote_handle, 5.0) is None:
             raise _ZygoteLost("the zygote did not report the runner's exit")
 
     while True:
@@ -476,12 +486,12 @@ def _follow(attempt: _Attempt, plans, outcomes, timeout_s: float) -> tuple[str, 
             stop()
             return "timeout", f"no answer within {timeout_s:g} s"
         wait_s = max(0.0, deadline - now) if runner_exit is None else 0.0
-        ready, _, _ = select.select([job.events_r, job.records_r, job.output_r], [], [], wait_s)
-        if job.output_r in ready and not attempt.drain_output():
+        ready, _, _ = select.select([zygote_handle.events_r, zygote_handle.records_r, zygote_handle.output_r], [], [], wait_s)
+        if zygote_handle.output_r in ready and not attempt.drain_output():
             stop()
             return "crashed", f"printed more than {attempt.output_limit} bytes"
-        if job.events_r in ready and runner_exit is None:
-            runner_exit = read_message(job.events_r)
+        if zygote_handle.events_r in ready and runner_exit is None:
+            runner_exit = read_message(zygote_handle.events_r)
             if runner_exit is None:
                 raise _ZygoteLost("the zygote died")
         records = attempt.records()
@@ -540,6 +550,8 @@ def _verdict(outcomes: list[tuple[str, str]], failure) -> dict:
 def _remove_tree(path: str) -> None:
     import shutil
 
+    if not os.path.lexists(path):
+        return
     if not os.path.isdir(path) or os.path.islink(path):
         try:
             os.unlink(path)
@@ -549,8 +561,9 @@ def _remove_tree(path: str) -> None:
 
     def make_writable_and_retry(function, failed_path, _):
         try:
-            os.chmod(os.path.dirname(failed_path), 0o700)
-            os.chmod(failed_path, 0o700)
+            for target in (os.path.dirname(failed_path), failed_path):
+                if not os.path.islink(target):  # chmod follows links: never onto the host's files
+                    os.chmod(target, 0o700)
             function(failed_path)
         except OSError:
             pass
