@@ -74,17 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="Evaluate a model (optionally with a run's adapter) on held-out rows.",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    evaluate.add_argument("--model", default="embedded", help="Hub id, local folder, or 'embedded'.")
-    evaluate.add_argument("--adapter", default=None, help="A LoRA adapter folder (e.g. runs/demo/adapter).")
+    evaluate.add_argument("--model", default=None, help="Hub id, local folder, or 'embedded' (default: --run-dir's model, else embedded).")
+    evaluate.add_argument("--adapter", default=None, help="A LoRA adapter folder (default: --run-dir's adapter, if any).")
+    evaluate.add_argument("--run-dir", default=None, help="A run folder: its model and adapter are evaluated, results go to RUN_DIR/eval.json.")
     evaluate.add_argument("--data-source", default="synthetic", choices=["synthetic", "hub"], help="Held-out rows: generated test split or the Hub test splits.")
     evaluate.add_argument("--data-dir", default=None, help="Local files in the Hub schema instead of the Hub.")
     evaluate.add_argument("--rows-per-domain", type=int, default=8, help="Held-out rows per domain.")
     evaluate.add_argument("--max-new-tokens", type=int, default=256, help="Tokens per completion.")
     evaluate.add_argument("--batch-size", type=int, default=8, help="Completions generated together.")
     evaluate.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32.")
-    evaluate.add_argument("--output", default=None, help="Write the results as JSON here.")
+    evaluate.add_argument("--samples-per-row", type=int, default=1, help="Completions per row; > 1 reports pass@k (needs --temperature > 0).")
+    evaluate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (for pass@k).")
+    evaluate.add_argument("--top-p", type=float, default=1.0, help="Nucleus sampling when --temperature > 0.")
+    evaluate.add_argument("--seed", type=int, default=0, help="Seed of the held-out rows and of sampling.")
+    evaluate.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    evaluate.add_argument("--output", default=None, help="Write the results as JSON here (default with --run-dir: RUN_DIR/eval.json).")
 
-    report = commands.add_parser("report", help="Write the plots of a run folder.")
+    report = commands.add_parser("report", help="Write a run folder's plots, report.html (self-contained) and report.md.")
     report.add_argument("run_dir", help="A run folder (with metrics.jsonl).")
     return parser
 
@@ -123,7 +129,7 @@ def _train(args) -> int:
 
     result = train(config, resume=args.resume, overwrite=args.overwrite, allow_max_steps_change=args.allow_max_steps_change)
     print(f"\nRun folder: {result.run_dir}  (step {result.global_step})")
-    for name in ("config.json", "metrics.jsonl", "adapter", "plots", "eval_before.json", "eval_after.json"):
+    for name in ("config.json", "metrics.jsonl", "samples.jsonl", "adapter", "plots", "eval_before.json", "eval_after.json", "report.html", "report.md"):
         path = result.run_dir / name
         if path.exists():
             print(f"  {path}")
@@ -131,24 +137,44 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from phasegrpo.evaluation import evaluate_rows, format_table, load_eval_rows, load_for_eval
-    from phasegrpo.run_folder import write_json_atomic
+    from pathlib import Path
 
-    model, tokenizer = load_for_eval(args.model, args.adapter, args.dtype)
-    rows = load_eval_rows(source=args.data_source, rows_per_domain=args.rows_per_domain, data_dir=args.data_dir)
-    result = evaluate_rows(model, tokenizer, rows, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    from phasegrpo.evaluation import evaluate_rows, format_table, load_eval_rows, load_for_eval, write_result
+
+    model_name, adapter, output = args.model, args.adapter, args.output
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"Run folder {run_dir} does not exist. Pass the --output-dir of a training run.")
+        saved = run_dir / "config.json"
+        model_name = model_name or (json.loads(saved.read_text()).get("model") if saved.exists() else None)
+        adapter = adapter or (str(run_dir / "adapter") if (run_dir / "adapter" / "adapter_config.json").exists() else None)
+        output = output or str(run_dir / "eval.json")
+    model, tokenizer = load_for_eval(model_name or "embedded", adapter, args.dtype)
+    rows = load_eval_rows(source=args.data_source, rows_per_domain=args.rows_per_domain, data_dir=args.data_dir, seed=args.seed)
+    result = evaluate_rows(
+        model, tokenizer, rows, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        samples_per_row=args.samples_per_row, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+        show_progress=not args.no_progress,
+    )
+    result["settings"].update(model=model_name or "embedded", adapter=adapter, data_source=args.data_source)
+    settings = result["settings"]
+    print(f"\n{settings['decoding']}, {settings['samples_per_row']} completion(s) per row, {result['seconds']:.0f} s")
     print(format_table(result["summary"]))
-    if args.output:
-        write_json_atomic(args.output, result)
-        print(f"Results: {args.output}")
+    if output:
+        print(f"Results: {write_result(output, result)}")
     return 0
 
 
 def _report(args) -> int:
-    from phasegrpo.report import write_plots
+    from phasegrpo.report import write_report
 
-    for path in write_plots(args.run_dir):
+    report = write_report(args.run_dir)
+    for path in report.plots.values():
         print(path)
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"Report: {report.html}  (open it in a browser; summary: {report.markdown})")
     return 0
 
 

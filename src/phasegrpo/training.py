@@ -111,6 +111,7 @@ class RunCallback(TrainerCallback):
         self.progress = None
         self._step_started = time.perf_counter()
         self._previous_handler = None
+        self._sample_domains: dict[str, str] | None = None
 
     # --- Ctrl-C -------------------------------------------------------------------------------
     def install_interrupt_handler(self) -> None:
@@ -158,7 +159,38 @@ class RunCallback(TrainerCallback):
             sampler.observe_rewards(domain_means)
         if state.is_world_process_zero:
             run_folder.append_jsonl(self.run_dir / run_folder.METRICS_FILE, record)
+            self._log_samples(state, record)
             self._announce(record)
+
+    def _log_samples(self, state, record: dict) -> None:
+        """One completion per domain of this step into samples.jsonl, for the report: at each
+        phase's first logged step and ~20 times per run, so the file stays small."""
+        if state.global_step % max(1, state.max_steps // 20) and record["phase"] == self.last_phase:
+            return
+        try:
+            from phasegrpo.formats import completion_text
+
+            trainer = self.trainer_ref["trainer"]
+            logs = trainer._logs  # TRL 1.16 keeps the last generation batch here, log_completions or not
+            totals = list(logs["rewards"].get(self.router.__name__, []))
+            if self._sample_domains is None:
+                rows = trainer.train_dataset
+                self._sample_domains = {_user_text(p): d for p, d in zip(rows["prompt"], rows["domain"])}
+            seen: set[str] = set()
+            for index, (prompt, completion) in enumerate(zip(list(logs["prompt"]), list(logs["completion"]))):
+                question = _user_text(prompt)
+                domain = self._sample_domains.get(question, "unknown")
+                if domain in seen:
+                    continue
+                seen.add(domain)
+                run_folder.append_jsonl(self.run_dir / "samples.jsonl", {
+                    "step": record["step"], "phase": record["phase"], "domain": domain, "question": question,
+                    "completion": completion_text(completion), "reward": totals[index] if index < len(totals) else None,
+                })
+        except Exception as error:  # samples are a nicety; never stop training for them
+            if self._sample_domains != {}:
+                logger.warning("Not logging sample completions for the report: %r", error)
+            self._sample_domains = {}
 
     def _announce(self, record: dict) -> None:
         phase = record["phase"]
@@ -181,6 +213,14 @@ class RunCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress is not None:
             self.progress.close()
+
+
+def _user_text(prompt) -> str:
+    """The last user message of a prompt (conversational or plain), naming it in samples.jsonl."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [message.get("content", "") for message in prompt if isinstance(message, dict) and message.get("role") == "user"]
+    return users[-1] if users else ""
 
 
 def metrics_record(step: int, logs: dict) -> dict:
@@ -387,9 +427,10 @@ def train(
             adapter_dir = save_adapter(trainer, run_dir)
             if eval_rows is not None:
                 _evaluate_into(run_dir / "eval_after.json", "after training", trainer.model, tokenizer, eval_rows, config)
-        from phasegrpo.report import write_plots
+        from phasegrpo.report import write_report
 
-        write_plots(run_dir)
+        report = write_report(run_dir)
+        print(f"Report: {report.html}  (summary: {report.markdown})", flush=True)
     return RunResult(run_dir, trainer.state.global_step, callback.is_interrupted, adapter_dir)
 
 
