@@ -90,6 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true", help="No progress bar.")
     evaluate.add_argument("--output", default=None, help="Write the results as JSON here (default with --run-dir: RUN_DIR/eval.json).")
 
+    rewards = commands.add_parser("rewards", help="Inspect the rewards and the router.")
+    rewards_commands = rewards.add_subparsers(dest="rewards_command", required=True)
+    explain = rewards_commands.add_parser(
+        "explain", help="Show why one completion gets its score: every reward, enabled?, raw, weight, scale, contribution.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    explain.add_argument("--completion", required=True, help="The completion text, or @FILE to read it from a file ('@-': stdin).")
+    explain.add_argument("--domain", required=True, choices=["math", "code", "science", "logic"], help="The row's domain.")
+    explain.add_argument("--answer", default="", help="The row's reference answer.")
+    explain.add_argument("--tests", action="append", default=[], help="Code only: an assert statement (repeat the flag).")
+    explain.add_argument("--setup-code", default="", help="Code only: run before the tests.")
+    explain.add_argument("--step", type=int, default=0, help="Training step (picks the phase).")
+    explain.add_argument("--max-steps", type=int, default=None, help="Training length (default: the config's max_steps).")
+    explain.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="Config whose router to use.")
+    explain.add_argument("--run-dir", default=None, help="Use this run's config.json (and, with a metric schedule, its latest checkpoint's phases).")
+
     report = commands.add_parser("report", help="Write a run folder's plots, report.html (self-contained) and report.md.")
     report.add_argument("run_dir", help="A run folder (with metrics.jsonl).")
     return parser
@@ -104,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "rewards":
+            return _rewards_explain(args)
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
         print(f"phasegrpo {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -163,6 +180,35 @@ def _eval(args) -> int:
     print(format_table(result["summary"]))
     if output:
         print(f"Results: {write_result(output, result)}")
+    return 0
+
+
+def _rewards_explain(args) -> int:
+    from pathlib import Path
+
+    from phasegrpo.config import from_dict, preset
+    from phasegrpo.router import RewardRouter
+
+    schedule = None
+    if args.run_dir:
+        config = from_dict(json.loads((Path(args.run_dir) / "config.json").read_text()))
+        from phasegrpo.curriculum import load_schedule
+        from phasegrpo.run_folder import latest_complete_checkpoint
+
+        checkpoint = latest_complete_checkpoint(Path(args.run_dir))
+        schedule = load_schedule(checkpoint) if checkpoint is not None else None
+    else:
+        config = preset(args.preset)
+    completion = args.completion
+    if completion.startswith("@"):
+        completion = sys.stdin.read() if completion == "@-" else Path(completion[1:]).read_text()
+    from phasegrpo.rewards import reward_values_from, set_reward_values
+
+    set_reward_values(reward_values_from(config.reward_values))
+    router = RewardRouter.from_config(config, schedule=schedule)
+    row = {"domain": args.domain, "answer": args.answer, "tests": list(args.tests), "setup_code": args.setup_code}
+    explanation = router.explain(completion, row, step=args.step, max_steps=args.max_steps or config.max_steps)
+    print(explanation.table())
     return 0
 
 

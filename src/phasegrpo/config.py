@@ -73,6 +73,13 @@ class Config:
     reward_weights: dict = _help({}, "Weight per reward (name -> weight, or name -> [w_phase0, w_phase1, w_phase2]); default 1.")
     domain_scales: dict = _help(REFERENCE_DOMAIN_SCALES, "Multiplier of every reward per domain.")
     reward_values: dict = _help({}, "Overrides of the reward table (docs/rewards.md), e.g. {'refusal_penalty': -3.0}.")
+    phase_schedule: str = _help("progress", "Phase timing: 'progress' (phase_boundaries) or 'metric' (transition_* settings; docs/curriculum.md).")
+    transition_metrics: list = _help(["format/exact_rate", "rewards/check_answer/raw"], "metric schedule: the logged metric that ends phase 0, and phase 1.")
+    transition_thresholds: list = _help([0.8, 1.5], "metric schedule: leave a phase once its metric is >= this for transition_window steps (1.5 = half of correct_reward).")
+    transition_window: int = _help(5, "metric schedule: consecutive steps the metric must hold.")
+    transition_min_fractions: list = _help([0.1, 0.3], "metric schedule: never leave phase 0 / phase 1 before these fractions of max_steps.")
+    transition_max_fractions: list = _help([0.5, 0.9], "metric schedule: always leave phase 0 / phase 1 by these fractions of max_steps.")
+    domain_betas: dict = _help({}, "KL coefficient per domain (e.g. math=0.02,logic=0.1); unlisted domains use beta, which must be > 0.")
     # --- speed ----------------------------------------------------------------------------
     fast_cpu_generation: bool = _help(False, "CPU rollouts through phasegrpo's cached decoding loop (see README 'Speed').")
     stop_at_answer_end: bool = _help(True, "Stop a completion once it closes </answer> (rest would only be penalised).")
@@ -116,6 +123,23 @@ class Config:
             problems.append(f"phase_boundaries must be two fractions 0 <= a <= b <= 1, got {bounds}.")
         if len(self.phase_rewards) != 3:
             problems.append(f"phase_rewards needs one list per phase (3), got {len(self.phase_rewards)}.")
+        if self.phase_schedule not in ("progress", "metric"):
+            problems.append(f"phase_schedule must be 'progress' or 'metric', got {self.phase_schedule!r}.")
+        elif self.phase_schedule == "metric":
+            try:
+                from phasegrpo.curriculum import make_schedule
+
+                make_schedule(self)
+            except ValueError as error:
+                problems.append(str(error))
+        unknown = sorted(set(self.domain_betas) - set(DOMAINS))
+        if unknown:
+            problems.append(f"domain_betas has unknown domain(s) {unknown}; known: {', '.join(DOMAINS)}.")
+        if any(float(b) < 0 for b in self.domain_betas.values()):
+            problems.append(f"domain_betas must be >= 0, got {self.domain_betas}.")
+        if self.domain_betas and self.beta <= 0:
+            problems.append("domain_betas needs beta > 0 (TRL computes the reference log-probs only then); "
+                            "beta is the KL coefficient of the unlisted domains.")
         if self.scale_rewards not in ("batch", "group", "none"):
             problems.append(f"scale_rewards must be batch, group or none, got {self.scale_rewards!r}.")
         if self.mix_schedule not in ("constant", "linear", "adaptive"):

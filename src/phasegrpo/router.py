@@ -1,32 +1,100 @@
 """RewardRouter: phase → gate → weight → domain scale → one score per completion.
 
-The router is itself a TRL reward function. It also keeps the per-reward and per-domain
-statistics of its last call, which the trainer pulls into its logged metrics.
+    contribution(reward) = enabled(reward, phase) * weight(reward, phase) * raw(reward) * scale(domain)
+    score = sum of contributions
+
+The router is itself a TRL reward function. Every call logs, through TRL's `log_metric`
+keyword, the phase, each reward's mean raw value and contribution (overall and per domain),
+each domain's total and the exact-format share; `explain` shows the same arithmetic for one
+completion.
+
+Keep the domain scale alive in training: TRL's default `scale_rewards="group"` divides each
+group (one prompt, so one domain) by its own std and cancels the scale. phasegrpo trains with
+`scale_rewards="batch"` (see docs/curriculum.md and tests/test_router.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from phasegrpo.config import REFERENCE_DOMAIN_SCALES, REFERENCE_PHASE_REWARDS
-from phasegrpo.curriculum import ProgressSchedule
+from phasegrpo.curriculum import ProgressSchedule, Schedule
 from phasegrpo.formats import completion_text, is_exact_format
 
 RewardFunction = Callable[..., list]
 
+# User rewards registered by name; any router (and so any config's phase_rewards) can enable them.
+_REGISTERED_REWARDS: dict[str, RewardFunction] = {}
+
+
+def register_reward(name: str, function: RewardFunction | None = None):
+    """Make a TRL-signature reward `f(completions, **kwargs) -> list[float]` known by `name`.
+
+    Use as `register_reward("brevity", brevity)` or as a decorator `@register_reward("brevity")`.
+    """
+
+    def register(function: RewardFunction) -> RewardFunction:
+        if not callable(function):
+            raise TypeError(f"register_reward({name!r}, ...) needs a callable, got {type(function).__name__}.")
+        _REGISTERED_REWARDS[name] = function
+        return function
+
+    return register(function) if function is not None else register
+
 
 def reference_reward_functions() -> dict[str, RewardFunction]:
-    from phasegrpo import rewards
+    from phasegrpo.rewards import REWARD_FUNCTIONS
 
-    return {
-        "punish_refusal": rewards.punish_refusal,
-        "match_format_exactly": rewards.match_format_exactly,
-        "match_format_approximately": rewards.match_format_approximately,
-        "check_answer": rewards.check_answer,
-        "penalize_length_and_rambling": rewards.penalize_length_and_rambling,
-    }
+    return dict(REWARD_FUNCTIONS)
+
+
+@dataclass(frozen=True)
+class RewardLine:
+    """One reward's share of one completion's score (a row of `RewardRouter.explain`)."""
+
+    name: str
+    is_enabled: bool
+    raw: float
+    weight: float
+    scale: float
+    contribution: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a completion got its score: every reward's line, the phase and the total."""
+
+    domain: str | None
+    step: int
+    max_steps: int | None
+    phase: int
+    lines: tuple[RewardLine, ...]
+    total: float
+
+    def table(self) -> str:
+        header = ("reward", "enabled", "raw", "weight", "scale", "contribution")
+        rows = [
+            (line.name, "yes" if line.is_enabled else "no", f"{line.raw:+.3f}", f"{line.weight:g}", f"{line.scale:g}",
+             f"{line.contribution:+.3f}")
+            for line in self.lines
+        ]
+        widths = [max(len(str(row[column])) for row in [header, *rows]) for column in range(len(header))]
+
+        def render(row) -> str:
+            return "  ".join(str(cell).ljust(width) if column == 0 else str(cell).rjust(width)
+                             for column, (cell, width) in enumerate(zip(row, widths)))
+
+        rule = "  ".join("-" * width for width in widths)
+        steps = f"step {self.step}/{self.max_steps}" if self.max_steps else f"step {self.step}"
+        title = f"domain {self.domain}, {steps}, phase {self.phase}"
+        full_width = sum(widths) + 2 * (len(widths) - 1)
+        total_text = f"{self.total:+.3f}"
+        total = "total" + total_text.rjust(full_width - len("total"))
+        return "\n".join([title, render(header), rule, *map(render, rows), rule, total])
 
 
 class RewardRouter:
@@ -39,10 +107,11 @@ class RewardRouter:
         phase_rewards: Sequence[Sequence[str]] = REFERENCE_PHASE_REWARDS,
         reward_weights: Mapping[str, float | Sequence[float]] | None = None,
         domain_scales: Mapping[str, float] = REFERENCE_DOMAIN_SCALES,
-        schedule: ProgressSchedule | None = None,
+        schedule: Schedule | None = None,
         reward_functions: Mapping[str, RewardFunction] | None = None,
     ):
         self.reward_functions = dict(reference_reward_functions())
+        self.reward_functions.update(_REGISTERED_REWARDS)
         self.reward_functions.update(reward_functions or {})
         self.phase_rewards = [tuple(names) for names in phase_rewards]
         self.reward_weights = dict(reward_weights or {})
@@ -51,6 +120,19 @@ class RewardRouter:
         self._check_names()
         self.last_metrics: dict[str, float] = {}
         self.last_phase = 0
+
+    @classmethod
+    def from_config(cls, config, schedule: Schedule | None = None, **kwargs) -> "RewardRouter":
+        """The router of a run `config` (phase_rewards, reward_weights, domain_scales, phase schedule)."""
+        from phasegrpo.curriculum import make_schedule
+
+        return cls(
+            phase_rewards=config.phase_rewards,
+            reward_weights=config.reward_weights,
+            domain_scales=config.domain_scales,
+            schedule=schedule or make_schedule(config),
+            **kwargs,
+        )
 
     def _check_names(self) -> None:
         known = set(self.reward_functions)
@@ -74,16 +156,18 @@ class RewardRouter:
     def scale(self, domain: str | None) -> float:
         return float(self.domain_scales.get(domain, 1.0)) if domain is not None else 1.0
 
+    def enabled_rewards(self, phase: int) -> tuple[str, ...]:
+        return self.phase_rewards[min(phase, len(self.phase_rewards) - 1)]
+
     def __call__(self, prompts=None, completions=None, trainer_state=None, **kwargs) -> list[float]:
         completions = list(completions or [])
         count = len(completions)
         phase = self.schedule.phase_of(trainer_state)
-        domains = list(kwargs.get("domain") or [None] * count)
+        domains = [domain or "unknown" for domain in (kwargs.get("domain") or [None] * count)]
         scales = [self.scale(domain) for domain in domains]
         totals = [0.0] * count
-        metrics: dict[str, float] = {"phase": float(phase)}
-        per_domain: dict[str, list[float]] = defaultdict(list)
-        for name in self.phase_rewards[min(phase, len(self.phase_rewards) - 1)]:
+        metrics: dict[str, float] = {"phase": float(phase), **self.schedule.metrics()}
+        for name in self.enabled_rewards(phase):
             raw = self.reward_functions[name](completions=completions, prompts=prompts, trainer_state=trainer_state, **kwargs)
             raw = [_finite(value) for value in raw]
             weight = self.weight(name, phase)
@@ -91,19 +175,58 @@ class RewardRouter:
             totals = [total + contribution for total, contribution in zip(totals, contributions)]
             metrics[f"rewards/{name}/raw"] = _mean(raw)
             metrics[f"rewards/{name}/contribution"] = _mean(contributions)
-        for domain, total in zip(domains, totals):
-            per_domain[domain or "unknown"].append(total)
-        for domain, values in per_domain.items():
-            metrics[f"domain/{domain}/reward"] = _mean(values)
-            metrics[f"domain/{domain}/count"] = float(len(values))
-        texts = [completion_text(completion) for completion in completions]
-        metrics["format/exact_rate"] = _mean([float(is_exact_format(text)) for text in texts])
+            for domain, indices in _indices_by_domain(domains).items():
+                metrics[f"rewards/{name}/{domain}/raw"] = _mean([raw[index] for index in indices])
+                metrics[f"rewards/{name}/{domain}/contribution"] = _mean([contributions[index] for index in indices])
+        is_exact = [float(is_exact_format(completion_text(completion))) for completion in completions]
+        metrics["format/exact_rate"] = _mean(is_exact)
+        for domain, indices in _indices_by_domain(domains).items():
+            metrics[f"domain/{domain}/reward"] = _mean([totals[index] for index in indices])
+            metrics[f"domain/{domain}/count"] = float(len(indices))
+            metrics[f"domain/{domain}/exact_rate"] = _mean([is_exact[index] for index in indices])
         self.last_metrics, self.last_phase = metrics, phase
         log_metric = kwargs.get("log_metric")  # TRL passes this; values land in its logged metrics
         if callable(log_metric):
             for name, value in metrics.items():
                 log_metric(name, value)
         return totals
+
+    def explain(self, completion, row: Mapping, step: int = 0, max_steps: int | None = None,
+                phase: int | None = None) -> Explanation:
+        """Every reward's line for one `completion` of one `row` at training `step` of `max_steps`:
+        enabled in that phase or not, raw value, weight, domain scale, contribution, and the total.
+
+        `row` holds the row columns (`domain`, `answer`, `tests`, `setup_code`, ...). The phase is the
+        schedule's at `step` unless given. Disabled rewards are still computed to show what they
+        would have given; their contribution is 0.
+        """
+        if phase is None:  # the given max_steps wins over the one the schedule pinned
+            schedule = dataclasses.replace(self.schedule, max_steps=max_steps) if max_steps else self.schedule
+            phase = schedule.phase(step)
+        domain = row.get("domain")
+        scale = self.scale(domain)
+        columns = {key: [value] for key, value in row.items()}
+        enabled = set(self.enabled_rewards(phase))
+        names = [name for name in self.reward_functions if name in enabled or _is_named_in(name, self.phase_rewards)]
+        lines = []
+        for name in names:
+            raw = _finite(self.reward_functions[name](completions=[completion], prompts=[row.get("prompt")], **columns)[0])
+            weight = self.weight(name, phase)
+            is_enabled = name in enabled
+            lines.append(RewardLine(name, is_enabled, raw, weight, scale, weight * raw * scale if is_enabled else 0.0))
+        total = sum(line.contribution for line in lines)
+        return Explanation(domain, step, max_steps, phase, tuple(lines), total)
+
+
+def _indices_by_domain(domains: Sequence[str]) -> dict[str, list[int]]:
+    indices: dict[str, list[int]] = defaultdict(list)
+    for index, domain in enumerate(domains):
+        indices[domain].append(index)
+    return indices
+
+
+def _is_named_in(name: str, phase_rewards: Sequence[Sequence[str]]) -> bool:
+    return any(name in names for names in phase_rewards)
 
 
 def _finite(value) -> float:

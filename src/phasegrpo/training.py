@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,10 @@ from trl import GRPOConfig, GRPOTrainer
 
 from phasegrpo import run_folder
 from phasegrpo.config import Config, from_dict
-from phasegrpo.curriculum import ProgressSchedule, check_resume_max_steps
+from phasegrpo.curriculum import ProgressSchedule, Schedule, check_resume_max_steps, load_schedule, make_schedule
 from phasegrpo.data import DomainMixSampler, concat_domains, load_mixture, make_mix_schedule
 from phasegrpo.generation import sample_completions
+from phasegrpo.kl import DomainKLMixin
 from phasegrpo.models import declare_end_of_turn, load_model, load_tokenizer, resolve_dtype
 from phasegrpo.router import RewardRouter
 
@@ -43,14 +45,16 @@ class RunResult:
     adapter_dir: Path | None
 
 
-class PhaseGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer with sampling-time domain mixing, fast CPU rollouts and complete-marked checkpoints."""
+class PhaseGRPOTrainer(DomainKLMixin, GRPOTrainer):
+    """GRPOTrainer with sampling-time domain mixing, fast CPU rollouts, complete-marked checkpoints,
+    a KL coefficient per domain (phasegrpo.kl) and metric-driven phase schedules fed every step."""
 
     def __init__(self, *args, router: RewardRouter, row_domains: list[str], mix_schedule, phase_config: Config, **kwargs):
         self.router = router
         self.row_domains = row_domains
         self.mix_schedule = mix_schedule
         self.phase_config = phase_config
+        self.domain_betas = dict(phase_config.domain_betas)
         self.mix_sampler: DomainMixSampler | None = None
         super().__init__(*args, **kwargs)
 
@@ -89,12 +93,46 @@ class PhaseGRPOTrainer(GRPOTrainer):
             )
         return completion_ids, None
 
+    # Mirrors GRPOTrainer._generate_and_score_completions (TRL 1.16): once TRL has averaged this
+    # step's metrics across processes, the phase schedule sees them, so every rank takes the same
+    # transition at the same step.
+    def _generate_and_score_completions(self, inputs):
+        metrics = self._metrics["train"]
+        counts_before = {name: len(values) for name, values in metrics.items()}
+        output = super()._generate_and_score_completions(inputs)
+        if self.model.training:
+            fresh = {name: values[-1] for name, values in metrics.items() if len(values) > counts_before.get(name, 0)}
+            self.router.schedule.observe(self.state.global_step, fresh)
+        return output
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        with _score_completion_positions_only():
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
             folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
             self.router.schedule.save(folder)
             run_folder.mark_complete(folder)  # last: only a fully written checkpoint is resumable
+
+
+@contextmanager
+def _score_completion_positions_only():
+    """TRL 1.16's fused LM head projects only the scored (completion) positions on Triton devices,
+    but every position, prompt and padding included, elsewhere (to keep Neuron tile shapes static).
+    On a CPU that doubles the cost of the 262k-wide head; the compact path gives identical log-probs."""
+    import trl.trainer.utils as trl_utils
+
+    original = trl_utils._use_triton
+    if original(torch.device("cpu")):  # a TRL version where the name means something else: leave it
+        yield
+        return
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
 
 
 class RunCallback(TrainerCallback):
@@ -196,7 +234,8 @@ class RunCallback(TrainerCallback):
         phase = record["phase"]
         if phase != self.last_phase:
             enabled = ", ".join(self.router.phase_rewards[min(phase, len(self.router.phase_rewards) - 1)])
-            self._write(f"[step {record['step']}] phase {phase}: {enabled}")
+            reason = self.router.schedule.transition_reason(phase) if self.last_phase is not None else ""
+            self._write(f"[step {record['step']}] phase {phase}: {enabled}" + (f"  ({reason})" if reason else ""))
             self.last_phase = phase
         if self.progress is not None:
             self.progress.set_postfix(
@@ -239,25 +278,32 @@ def metrics_record(step: int, logs: dict) -> dict:
         "reward_contribution": {},
         "domain_reward": {},
         "domain_count": {},
+        "domain_exact_rate": {},
+        "domain_kl": {},
+        "reward_raw_by_domain": {},
+        "reward_contribution_by_domain": {},
         "trl": {},
     }
     for key, value in logs.items():
         parts = key.split("/")
         if len(parts) == 3 and parts[0] == "rewards" and parts[2] in ("raw", "contribution"):
             record[f"reward_{parts[2]}"][parts[1]] = value
-        elif len(parts) == 3 and parts[0] == "domain" and parts[2] in ("reward", "count"):
+        elif len(parts) == 3 and parts[0] == "domain" and parts[2] in ("reward", "count", "exact_rate", "kl"):
             record[f"domain_{parts[2]}"][parts[1]] = value
+        elif len(parts) == 4 and parts[0] == "rewards" and parts[3] in ("raw", "contribution"):
+            record[f"reward_{parts[3]}_by_domain"].setdefault(parts[2], {})[parts[1]] = value
         elif key not in ("phase",):
             record["trl"][key] = value
     return record
 
 
-def build_router(config: Config, schedule: ProgressSchedule | None = None) -> RewardRouter:
+def build_router(config: Config, schedule: Schedule | None = None, reward_functions=None) -> RewardRouter:
     return RewardRouter(
+        reward_functions=reward_functions,
         phase_rewards=config.phase_rewards,
         reward_weights=config.reward_weights,
         domain_scales=config.domain_scales,
-        schedule=schedule or ProgressSchedule(tuple(config.phase_boundaries), max_steps=config.max_steps),
+        schedule=schedule or make_schedule(config),
     )
 
 
@@ -325,13 +371,13 @@ def prepare_run_dir(config: Config, resume: bool, overwrite: bool) -> Path:
     return run_dir
 
 
-def resolve_resume(config: Config, run_dir: Path, allow_max_steps_change: bool) -> tuple[Path | None, ProgressSchedule]:
+def resolve_resume(config: Config, run_dir: Path, allow_max_steps_change: bool) -> tuple[Path | None, Schedule]:
     """The checkpoint to continue from and the phase schedule it was running with."""
     checkpoint = run_folder.latest_complete_checkpoint(run_dir)
     if checkpoint is None:
         logger.warning("No complete checkpoint in %s: starting from step 0.", run_dir)
-        return None, ProgressSchedule(tuple(config.phase_boundaries), max_steps=config.max_steps)
-    saved = ProgressSchedule.load(checkpoint)
+        return None, make_schedule(config)
+    saved = load_schedule(checkpoint)
     if saved is None:
         raise RuntimeError(f"{checkpoint} has no curriculum state ({checkpoint}/phasegrpo_state.json).")
     check_resume_max_steps(saved.max_steps, config.max_steps, allow_max_steps_change)
@@ -348,11 +394,15 @@ def train(
     allow_max_steps_change: bool = False,
     model=None,
     tokenizer=None,
+    reward_functions: dict | None = None,
+    callbacks: list | None = None,
     show_progress: bool = True,
 ) -> RunResult:
     """Run GRPO with the phase curriculum into `config.output_dir`; see module docstring.
 
     `model`/`tokenizer` may be passed in (tests use tiny models); otherwise `config.model` is loaded.
+    `reward_functions` registers your own rewards by name (enable them in `config.phase_rewards`);
+    `callbacks` are extra transformers TrainerCallbacks.
     """
     config.validate()
     run_dir = prepare_run_dir(config, resume, overwrite)
@@ -370,7 +420,7 @@ def train(
     from phasegrpo.rewards import reward_values_from, set_reward_values
 
     set_reward_values(reward_values_from(config.reward_values))
-    router = build_router(config, schedule)
+    router = build_router(config, schedule, reward_functions)
     tokenizer = tokenizer or load_tokenizer(config.model)
     model = model if model is not None else load_model(config.model, config.dtype)
     declare_end_of_turn(model, tokenizer)
@@ -405,7 +455,7 @@ def train(
         args=grpo_args(config, run_dir),
         train_dataset=train_rows,
         peft_config=peft_config,
-        callbacks=[callback],
+        callbacks=[callback, *(callbacks or [])],
         router=router,
         row_domains=row_domains,
         mix_schedule=mix,
