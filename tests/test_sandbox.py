@@ -243,9 +243,30 @@ def test_program_folders_are_removed(isolated_batch):
     for worker in isolated_batch["pool"].workers:
         folder = worker.report["host_folder"]
         if isolated_batch["pool"].isolation["isolation"] == "fallback":
-            assert len(os.listdir(folder)) <= 1  # only the folder made ready for the next program
+            assert os.listdir(folder) == []  # each program's folder went with it
         else:
-            assert os.listdir(folder) == []  # the private /tmp is a tmpfs inside the namespace
+            assert not os.path.exists(folder)  # only the mount point, removed once pivoted into
+
+
+def test_partial_isolation_warns_and_leaves_the_hosts_tmp_alone(tmp_path, caplog):
+    import tempfile
+
+    canary = tempfile.NamedTemporaryFile(prefix="phasegrpo-test-canary-", delete=False)
+    canary.close()
+    pool = _pool.WorkerPool(1, private_root=False)
+    previous, _pool._pool = _pool._pool, pool
+    try:
+        with caplog.at_level(logging.WARNING, logger="phasegrpo.sandbox"):
+            verdicts = run_programs([Program(HONEST["honest_square"], SQUARE_TESTS)] * 2)
+        if pool.isolation["isolation"] == "fallback":
+            pytest.skip("no namespaces here")
+        assert [v.passed for v in verdicts] == [3, 3] and verdicts[0].isolation == "partial"
+        assert any("isolation is degraded (partial" in record.getMessage() for record in caplog.records)
+        assert os.path.exists(canary.name)
+    finally:
+        pool.close()
+        _pool._pool = previous
+        os.unlink(canary.name)
 
 
 @pytest.mark.parametrize("force_fallback", [False, True])
@@ -255,7 +276,7 @@ def test_closed_or_killed_workers_leave_no_folder(force_fallback):
              "output_limit_bytes": 1000, "file_size_mb": 1, "max_processes": 4}] * 2
     pool.run(jobs, [10.0, 10.0])
     folders = [worker.report["host_folder"] for worker in pool.workers]
-    assert all(os.path.isdir(folder) for folder in folders)
+    assert all(os.path.isdir(folder) for folder in folders) or not force_fallback
     pool.workers[0].kill()
     pool.close()
     assert not any(os.path.exists(folder) for folder in folders)

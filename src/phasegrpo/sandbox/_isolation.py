@@ -116,6 +116,10 @@ def build_root(new_root: str, read_only_paths: list[str], tmp_size_mb: int) -> N
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def unmount_quietly(target: str) -> None:
+    _libc.umount2(target.encode(), MNT_DETACH)
+
+
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 
 

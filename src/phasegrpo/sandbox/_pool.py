@@ -34,10 +34,8 @@ class WorkerError(RuntimeError):
 
 
 class _Worker:
-    def __init__(self, force_fallback: bool):
-        command = [os.path.realpath(sys.executable), "-I", "-S", _WORKER_SCRIPT]
-        if force_fallback:
-            command.append("--no-namespaces")
+    def __init__(self, flags: tuple[str, ...]):
+        command = [os.path.realpath(sys.executable), "-I", "-S", _WORKER_SCRIPT, *flags]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True,
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True,
@@ -99,16 +97,17 @@ class _Worker:
 class WorkerPool:
     """Runs jobs on `size` warm workers; `run` returns one verdict dict per job, in order."""
 
-    def __init__(self, size: int | None = None, *, force_fallback: bool = False):
+    def __init__(self, size: int | None = None, *, force_fallback: bool = False, private_root: bool = True):
+        """`force_fallback` and `private_root=False` degrade isolation on purpose, for tests."""
         self.size = size or len(os.sched_getaffinity(0))
-        self.force_fallback = force_fallback
+        self.flags = ("--no-namespaces",) * force_fallback + ("--no-private-root",) * (not private_root)
         self.workers: list[_Worker] = []
         self.owner_pid = os.getpid()
         self.lock = threading.Lock()
         self.isolation: dict | None = None
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self.force_fallback)
+        worker = _Worker(self.flags)
         if self.isolation is None:
             self.isolation = worker.report
             if worker.report["isolation"] != "namespaces":

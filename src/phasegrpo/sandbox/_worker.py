@@ -16,7 +16,6 @@ Protocol with the pool, on stdin/stdout: 4-byte little-endian length + JSON, one
 
 from __future__ import annotations
 
-import errno
 import gc
 import os
 import select
@@ -131,32 +130,34 @@ def start(force_fallback: bool, protocol_fds: tuple[int, int]) -> tuple[dict, _Z
     except OSError as error:
         os.rmdir(new_root)
         return _fallback({"isolation": "fallback", "reason": f"user namespaces unavailable ({error})"}, protocol_fds)
-    host_tmp = os.open(os.path.dirname(new_root), os.O_RDONLY)
     worker = os.fork()
-    if worker:  # outside the new PID namespace: wait, then remove the mount point
+    if worker:  # outside the new PID namespace: wait, and exit with the worker
         for fd in protocol_fds:
             os.close(fd)
-        status = os.waitpid(worker, 0)[1]
-        for _ in range(200):  # busy until the kernel has torn down the namespace's mounts
-            try:
-                os.rmdir(os.path.basename(new_root), dir_fd=host_tmp)
-                break
-            except OSError as error:
-                if error.errno != errno.EBUSY:
-                    break
-                time.sleep(0.01)
-        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-    os.close(host_tmp)
+        os._exit(os.waitstatus_to_exitcode(os.waitpid(worker, 0)[1]) & 0xFF)
     _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
     pid_namespace_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
     os.chdir("/")  # the pivot below moves the zygote's root and working folder along with ours
     zygote_handle = _Zygote(False, pid_namespace_fd, protocol_fds)
     os.close(pid_namespace_fd)
     report = {"isolation": "namespaces", "reason": "", "host_folder": new_root}
+    host_tmp = os.open(os.path.dirname(new_root), os.O_RDONLY)  # still reachable after the pivot
     try:
+        if "--no-private-root" in sys.argv:
+            raise OSError("disabled by the caller")
         _isolation.build_root(new_root, read_only, tmp_size_mb=64)
+        os.rmdir(os.path.basename(new_root), dir_fd=host_tmp)  # only the mount point, now unused
     except OSError as error:
-        report.update(isolation="partial", reason=f"no private filesystem view ({error})")
+        _isolation.unmount_quietly(new_root)
+        try:
+            os.rmdir(new_root)
+        except OSError:
+            pass
+        # The host's files stay visible: program folders go to a folder of our own, as in fallback.
+        report.update(isolation="partial", reason=f"no private filesystem view ({error})",
+                      host_folder=tempfile.mkdtemp(prefix="phasegrpo-sandbox-"))
+    finally:
+        os.close(host_tmp)
     return report, zygote_handle
 
 
@@ -585,11 +586,12 @@ def main() -> None:
     _isolation.prctl(_isolation.PR_SET_DUMPABLE, 0)
     report["seccomp"] = _isolation.seccomp_available()
     write_message(protocol_out, report)
-    folder = "/tmp" if report["isolation"] != "fallback" else report["host_folder"]
+    is_private_tmp = report["isolation"] == "namespaces"  # /tmp is then a tmpfs only this worker sees
+    folder = "/tmp" if is_private_tmp else report["host_folder"]
     while True:
         message = read_message(protocol_in)
         if message is None:
-            if report["isolation"] == "fallback":
+            if not is_private_tmp:
                 _remove_tree(report["host_folder"])
             return
         workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
@@ -601,7 +603,7 @@ def main() -> None:
             sys.exit(3)  # the pool replaces this worker and retries the program once
         finally:
             _remove_tree(workdir)
-            if report["isolation"] != "fallback":  # our private /tmp: nothing survives for the next program
+            if is_private_tmp:  # nothing survives for the next program
                 for entry in os.listdir(folder):
                     _remove_tree(os.path.join(folder, entry))
         write_message(protocol_out, verdict)
