@@ -211,11 +211,11 @@ def position_in_group(completions, **kwargs):
     return [float(index % 4) for index in range(len(completions))]
 
 
-@pytest.mark.parametrize("scale_rewards, expected_ratio", [("batch", 2.0), ("none", 2.0), ("group", 1.0)])
+@pytest.mark.parametrize("scale_rewards, expected_ratio", [(None, 2.0), ("none", 2.0), ("group", 1.0)])
 def test_domain_scale_survives_trl_advantages(tmp_path, scale_rewards, expected_ratio):
     """A math group and a logic group with identical raw rewards, scales 1.0 and 0.5: through
     GRPOTrainer._generate_and_score_completions, math's advantages are twice logic's with
-    scale_rewards="batch" (phasegrpo's default); "group" normalises the scale away."""
+    phasegrpo's default scale_rewards="batch" (and with "none"); "group" normalises the scale away."""
     from datasets import Dataset
     from trl import GRPOTrainer
 
@@ -228,8 +228,9 @@ def test_domain_scale_survives_trl_advantages(tmp_path, scale_rewards, expected_
     tokenizer = tiny_tokenizer()
     router = RewardRouter(phase_rewards=[["position_in_group"]] * 3, domain_scales={"math": 1.0, "logic": 0.5},
                           reward_functions={"position_in_group": position_in_group})
-    config = Config(prompts_per_step=2, num_generations=4, max_completion_length=16, beta=0.0,
-                    scale_rewards=scale_rewards, report_to="none")
+    config = Config(prompts_per_step=2, num_generations=4, max_completion_length=16, beta=0.0, report_to="none",
+                    **({"scale_rewards": scale_rewards} if scale_rewards else {}))  # None: phasegrpo's default
+    assert config.scale_rewards == (scale_rewards or "batch")
     args = grpo_args(config, tmp_path)
     rows = [{"prompt": math_prompt("1+1?"), "domain": "math", "answer": "2"},
             {"prompt": math_prompt("Is 2 even?"), "domain": "logic", "answer": "yes"}]
