@@ -96,18 +96,29 @@ def run_naive(programs: list[Program], timeout_s: float) -> list[int]:
     return results
 
 
+_FORK_FLOOR = """
+import os, sys, time
+for module in "bisect collections copy functools heapq itertools math operator re socket string".split():
+    __import__(module)
+repeats = int(sys.argv[1])
+started = time.perf_counter()
+for _ in range(repeats):
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+print((time.perf_counter() - started) / repeats * 1000)
+"""
+
+
 def measure_floor(repeats: int = 200) -> dict[str, float]:
-    """Milliseconds per start: fork of a warm interpreter (what the sandbox pays per program at
-    least), a bare `python -I -S -c pass` (what any fresh-interpreter design pays), and the
-    sandbox's own per-program cost on a trivial program."""
+    """Milliseconds per start: fork of a warm stdlib-only interpreter like the sandbox's zygote
+    (the least the sandbox can pay per program), a bare `python -I -S -c pass` (the least any
+    fresh-interpreter design pays), and the sandbox's own cost per trivial program on 1 worker."""
     floors = {}
-    started = time.perf_counter()
-    for _ in range(repeats):
-        child = os.fork()  # this benchmark process holds no model: forking it is fine here
-        if child == 0:
-            os._exit(0)
-        os.waitpid(child, 0)
-    floors["fork of a warm interpreter"] = (time.perf_counter() - started) / repeats * 1000
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", _FORK_FLOOR, str(repeats)], capture_output=True,
+                          text=True, check=True)
+    floors["fork of a warm interpreter"] = float(done.stdout)
     started = time.perf_counter()
     for _ in range(repeats // 10):
         subprocess.run([sys.executable, "-I", "-S", "-c", "pass"], check=True)
