@@ -5,7 +5,9 @@ Plain `model.generate` spends most of a CPU decode step outside the model: it sa
 and keeps decoding rows that already finished. This loop samples exactly from the same
 distribution, softmax(logits / temperature) (optionally nucleus-filtered), by inverse-CDF
 sampling with one random number per row, stops each row at an end token or once
-its text closes `</answer>`, and stops the batch when every row is done.
+its text closes `</answer>`, and stops the batch when every row is done. It also projects the
+last hidden state onto the vocabulary as `W @ h.T` rather than `h @ W.T`: the same fp32
+product, which MKL computes about 4x faster for a 262k x 640 head and a handful of rows.
 """
 
 from __future__ import annotations
@@ -51,6 +53,49 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator: t
     return (order.gather(-1, index) if order is not None else index).squeeze(-1)
 
 
+class _NextTokenLogits:
+    """Last-position logits from the backbone plus a hand-rolled head projection, when the model is
+    a plain `backbone → Linear head (→ soft-capping)` causal LM; otherwise the model's own forward."""
+
+    _SCALING_ATTRIBUTES = ("logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+
+    def __init__(self, model):
+        self.model = model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        config = getattr(base, "config", None)
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+        backbone = getattr(base, getattr(base, "base_model_prefix", ""), None)
+        is_plain = (
+            type(head) is torch.nn.Linear
+            and backbone is not None
+            and backbone is not base
+            and config is not None
+            and not any(getattr(config, name, None) not in (None, 1.0) for name in self._SCALING_ATTRIBUTES)
+        )
+        self.backbone, self.head = (backbone, head) if is_plain else (None, None)
+        self.softcap = getattr(config, "final_logit_softcapping", None)
+
+    def __call__(self, **inputs):
+        """(logits of the last position [batch, vocab], cache)."""
+        if self.backbone is None:
+            outputs = self.model(**inputs, logits_to_keep=1)
+            return outputs.logits[:, -1, :], _cache_of(outputs)
+        outputs = self.backbone(**inputs)
+        hidden = outputs.last_hidden_state[:, -1, :].to(self.head.weight.dtype)
+        logits = (self.head.weight @ hidden.T).T
+        if self.head.bias is not None:
+            logits = logits + self.head.bias
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits, _cache_of(outputs)
+
+
+def _cache_of(outputs):
+    cache = getattr(outputs, "cache", None)  # transformers 5 name; `past_key_values` before
+    return cache if cache is not None else getattr(outputs, "past_key_values", None)
+
+
 @torch.no_grad()
 def sample_completions(
     model,
@@ -78,34 +123,26 @@ def sample_completions(
     is_done = torch.zeros(batch_size, dtype=torch.bool, device=device)
     check_stop_text = stop_text is not None and tokenizer is not None
 
-    outputs = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, logits_to_keep=1
-    )
-    cache = outputs.cache if hasattr(outputs, "cache") else outputs.past_key_values
+    next_token_logits = _NextTokenLogits(model)
+    logits, cache = next_token_logits(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
     next_position = position_ids[:, -1:] + 1
     for _ in range(max_new_tokens):
-        next_tokens = _sample(outputs.logits[:, -1, :], temperature, top_p, generator)
+        next_tokens = _sample(logits, temperature, top_p, generator)
         next_tokens = torch.where(is_done, torch.full_like(next_tokens, pad_token_id), next_tokens)
         for row in (~is_done).nonzero().flatten().tolist():
             completions[row].append(int(next_tokens[row]))
         now_done = torch.isin(next_tokens, end_ids)
         if check_stop_text:
             for row in (~is_done & ~now_done).nonzero().flatten().tolist():
-                tail = tokenizer.decode(completions[row][-8:])
-                if stop_text in tail and stop_text in tokenizer.decode(completions[row]):
+                # Every token decodes to at least one character, so this tail holds a fresh stop_text.
+                if stop_text in tokenizer.decode(completions[row][-len(stop_text):]):
                     now_done[row] = True
         is_done |= now_done
         if bool(is_done.all()):
             break
         attention_mask = torch.cat([attention_mask, (~is_done).long().unsqueeze(1)], dim=1)
-        outputs = model(
-            input_ids=next_tokens.unsqueeze(1),
-            attention_mask=attention_mask,
-            position_ids=next_position,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
+        logits, cache = next_token_logits(
+            input_ids=next_tokens.unsqueeze(1), attention_mask=attention_mask, position_ids=next_position, cache=cache, use_cache=True
         )
-        cache = outputs.cache if hasattr(outputs, "cache") else outputs.past_key_values
         next_position = next_position + 1
     return completions

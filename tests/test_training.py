@@ -1,0 +1,113 @@
+"""End to end through `phasegrpo.train` (the CLI's code path) on a tiny Gemma-3 model."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from phasegrpo import run_folder
+from phasegrpo.config import preset
+from phasegrpo.training import train
+
+
+def completion_length_reward(completions, **kwargs):
+    """Varies within every group, so GRPO always has a learning signal (unlike a random tiny model's
+    format rewards, which are all equal)."""
+    return [len(str(c)) / 10.0 for c in completions]
+
+
+def tiny_config(tmp_path, **overrides):
+    values = dict(
+        model="tiny", output_dir=str(tmp_path / "run"), max_steps=2, max_completion_length=16,
+        rows_per_domain=40, save_steps=1, eval_before_after=False, learning_rate=1e-2,
+        phase_rewards=[["punish_refusal", "completion_length_reward"]] * 2 + [["completion_length_reward", "check_answer"]],
+    )
+    values.update(overrides)
+    return preset("demo", **values)
+
+
+def base_weights(model):
+    return {name.replace(".base_layer", "").replace("base_model.model.", ""): p.detach().clone()
+            for name, p in model.named_parameters() if "lora_" not in name}
+
+
+def test_two_steps_write_metrics_change_lora_and_keep_base(tmp_path, tiny):
+    model, tokenizer = tiny
+    before = base_weights(model)
+    result = train(tiny_config(tmp_path), model=model, tokenizer=tokenizer,
+                   reward_functions={"completion_length_reward": completion_length_reward}, show_progress=False)
+
+    assert result.global_step == 2 and not result.was_interrupted
+    records, malformed = run_folder.read_jsonl(result.run_dir / "metrics.jsonl")
+    assert malformed == 0
+    assert [r["step"] for r in records] == [1, 2]
+    assert [r["phase"] for r in records] == [0, 1]  # 0/2 → phase 0, 1/2 → phase 1
+    for record in records:
+        for key in ("reward", "kl", "completion_length", "step_time"):
+            assert isinstance(record[key], float), key
+        assert set(record["reward_raw"]) == {"punish_refusal", "completion_length_reward"}
+        assert set(record["domain_reward"]) <= {"math", "code", "science", "logic"} and record["domain_reward"]
+        assert sum(record["domain_count"].values()) == 8  # 2 prompts x 4 generations
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["max_steps"] == 2 and saved["phase_rewards"][0] == ["punish_refusal", "completion_length_reward"]
+
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(result.adapter_dir / "adapter_model.safetensors"))
+    lora_b = [tensor for name, tensor in adapter.items() if "lora_B" in name]
+    assert lora_b and any(tensor.abs().sum() > 0 for tensor in lora_b)  # B starts at zero: it learned
+    after = base_weights(model)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before)  # the reference stays frozen
+    assert (result.run_dir / "checkpoints" / "checkpoint-2" / ".complete").exists()
+    assert (result.run_dir / "plots" / "reward.png").exists()
+
+
+class InterruptAtStep(TrainerCallback):
+    """Sends the process a real SIGINT when a given step begins, as Ctrl-C would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues_at_the_next_step(tmp_path, tiny):
+    model, tokenizer = tiny
+    config = tiny_config(tmp_path, max_steps=4, save_steps=100)
+    rewards = {"completion_length_reward": completion_length_reward}
+    first = train(config, model=model, tokenizer=tokenizer, reward_functions=rewards,
+                  callbacks=[InterruptAtStep(1)], show_progress=False)
+    assert first.was_interrupted and first.global_step == 2
+    assert run_folder.latest_complete_checkpoint(first.run_dir).name == "checkpoint-2"
+    assert not (first.run_dir / "adapter").exists()  # no final adapter for an unfinished run
+
+    from tiny import tiny_model
+
+    second = train(config, resume=True, model=tiny_model(tokenizer), tokenizer=tokenizer, reward_functions=rewards, show_progress=False)
+    assert second.global_step == 4 and not second.was_interrupted
+    records, _ = run_folder.read_jsonl(second.run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert [r["phase"] for r in records] == [0, 1, 1, 2]  # steps begin at 0, 1/4, 2/4, 3/4 of training
+    assert (second.run_dir / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_resume_refuses_a_changed_max_steps(tmp_path, tiny):
+    model, tokenizer = tiny
+    rewards = {"completion_length_reward": completion_length_reward}
+    train(tiny_config(tmp_path), model=model, tokenizer=tokenizer, reward_functions=rewards, show_progress=False)
+    with pytest.raises(ValueError, match="max_steps changed from 2 to 6"):
+        train(tiny_config(tmp_path, max_steps=6), resume=True, model=model, tokenizer=tokenizer, reward_functions=rewards, show_progress=False)
+
+
+def test_existing_run_folder_is_not_silently_overwritten(tmp_path, tiny):
+    model, tokenizer = tiny
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(tmp_path), model=model, tokenizer=tokenizer, show_progress=False)
