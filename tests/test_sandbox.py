@@ -343,6 +343,15 @@ def test_each_test_has_its_own_budget_and_crash():
     assert time.monotonic() - started < 0.5 * 5 + 2
 
 
+def test_program_budget_caps_a_program_of_hanging_tests():
+    code = "import time\ndef f(x):\n    if x:\n        time.sleep(60)\n    return x"
+    tests = ("assert f(0) == 0", "assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 3")
+    started = time.monotonic()
+    (verdict,) = run_programs([Program(code, tests)], timeout_s=1.0, program_timeout_s=1.5)
+    assert verdict.tests == ("passed", "timeout", "timeout", "timeout")
+    assert time.monotonic() - started < 3.5
+
+
 def test_code_that_fails_to_load_fails_every_test():
     verdicts = run_programs([Program("def f(x) return x", SQUARE_TESTS), Program("raise SystemExit(0)", SQUARE_TESTS),
                              Program("import time\ntime.sleep(60)", SQUARE_TESTS)], timeout_s=0.5)

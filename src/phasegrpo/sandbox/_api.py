@@ -49,15 +49,19 @@ def run_programs(
     output_limit_bytes: int = 2**20,
     file_size_mb: int = 16,
     max_processes: int = 32,
+    program_timeout_s: float | None = None,
 ) -> list[Verdict]:
     """Run each program against its tests in the sandbox, in parallel; one Verdict per program, in input order.
 
-    `timeout_s` is the wall-clock budget of the code and of each test separately (so a program takes at
-    most (1 + len(tests)) * timeout_s); CPU time is capped to the same total. `memory_mb` caps the
+    `timeout_s` is the wall-clock budget of the code and of each test separately, so one hanging test
+    does not take the others' credit; `program_timeout_s` caps the whole program (default
+    (1 + len(tests)) * timeout_s), after which its remaining tests time out. CPU time is capped too. `memory_mb` caps the
     address space, `file_size_mb` any file written, `output_limit_bytes` what it may print, and
     `max_processes` the processes it may have at once (none where namespaces are unavailable or the
     trainer runs as root: the kernel does not apply RLIMIT_NPROC to root, so seccomp denies fork instead).
     """
+    if program_timeout_s is not None and program_timeout_s <= 0:
+        raise ValueError(f"program_timeout_s must be positive or None; got {program_timeout_s}.")
     if timeout_s <= 0 or memory_mb <= 0 or output_limit_bytes < 0 or file_size_mb < 0 or max_processes < 1:
         raise ValueError(
             f"run_programs needs timeout_s > 0, memory_mb > 0, output_limit_bytes >= 0, file_size_mb >= 0 and "
@@ -70,12 +74,12 @@ def run_programs(
         {
             "code": program.code, "setup": program.setup_code, "tests": list(program.tests), "timeout_s": timeout_s,
             "memory_mb": memory_mb, "output_limit_bytes": output_limit_bytes, "file_size_mb": file_size_mb,
-            "max_processes": max_processes,
+            "max_processes": max_processes, "program_timeout_s": program_timeout_s,
         }
         for program in programs
     ]
     # The worker answers within (1 + tests) budgets plus kill and clean-up; past that it is hung.
-    job_timeout_s = [timeout_s * (len(job["tests"]) + 1) + 15.0 for job in jobs]
+    job_timeout_s = [(program_timeout_s or timeout_s * (len(job["tests"]) + 1)) + 15.0 for job in jobs]
     pool = _pool.get_pool()
     results = pool.run(jobs, job_timeout_s)
     isolation = pool.isolation["isolation"] if pool.isolation else ""

@@ -447,7 +447,12 @@ def run_job(zygote_handle: _Zygote, message: dict, workdir: str) -> dict:
     job_bytes = _judge.dumps(child_job)
     limits = {key: message[key] for key in ("memory_mb", "file_size_mb", "max_processes")}
     failure, first_test = None, 0  # failure: (status, detail) for every test not judged yet
+    program_budget_s = message.get("program_timeout_s") or timeout_s * (len(tests) + 1)
+    program_deadline = time.monotonic() + program_budget_s
     while first_test < len(tests):
+        if time.monotonic() >= program_deadline:
+            failure = ("timeout", f"the program used its whole budget of {program_budget_s:g} s")
+            break
         _write_job_file(os.path.join(workdir, _JOB_FILE), job_bytes)
         for fd in (zygote_handle.records_r, zygote_handle.output_r):
             _drain(fd)  # nothing of an earlier attempt may be read as this one's
@@ -458,7 +463,7 @@ def run_job(zygote_handle: _Zygote, message: dict, workdir: str) -> dict:
             raise _ZygoteLost("the zygote did not start a runner")
         attempt = _Attempt(zygote_handle, first_test, message)
         attempt.runner = event["pid"]
-        ended, reason = _follow(attempt, plans, outcomes, timeout_s)
+        ended, reason = _follow(attempt, plans, outcomes, timeout_s, program_deadline)
         if ended == "done":
             break
         if attempt.phase == "load":
@@ -470,10 +475,10 @@ def run_job(zygote_handle: _Zygote, message: dict, workdir: str) -> dict:
     return _verdict(outcomes, failure)
 
 
-def _follow(attempt: _Attempt, plans, outcomes, timeout_s: float) -> tuple[str, str]:
+def _follow(attempt: _Attempt, plans, outcomes, timeout_s: float, program_deadline: float) -> tuple[str, str]:
     """Watch one runner until it finishes, dies, times out, or breaks a limit; judge its records."""
     zygote_handle = attempt.zygote
-    deadline = time.monotonic() + timeout_s
+    deadline = min(time.monotonic() + timeout_s, program_deadline)
     runner_exit = None
 
     def stop() -> None:
@@ -503,7 +508,7 @@ def _follow(attempt: _Attempt, plans, outcomes, timeout_s: float) -> tuple[str, 
             if attempt.phase == "load":
                 if record.get("load") == "ok":
                     attempt.phase = "tests"
-                    deadline = time.monotonic() + timeout_s
+                    deadline = min(time.monotonic() + timeout_s, program_deadline)
                     continue
                 stop()
                 if record.get("load") == "error":
@@ -516,7 +521,7 @@ def _follow(attempt: _Attempt, plans, outcomes, timeout_s: float) -> tuple[str, 
             if plans[index] is not None:
                 outcomes[index] = _judge_test(plans[index], record)
             attempt.current += 1
-            deadline = time.monotonic() + timeout_s
+            deadline = min(time.monotonic() + timeout_s, program_deadline)
             if attempt.current == len(plans):
                 stop()
                 return "done", ""
