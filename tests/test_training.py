@@ -111,3 +111,13 @@ def test_existing_run_folder_is_not_silently_overwritten(tmp_path, tiny):
     (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
     with pytest.raises(FileExistsError, match="--resume"):
         train(tiny_config(tmp_path), model=model, tokenizer=tokenizer, show_progress=False)
+
+
+def test_a_runs_reward_overrides_do_not_outlive_the_run(tmp_path, tiny):
+    from phasegrpo.rewards import reward_values
+
+    model, tokenizer = tiny
+    before = reward_values()
+    config = tiny_config(tmp_path, max_steps=1, reward_values={"refusal_penalty": -9.0})
+    train(config, model=model, tokenizer=tokenizer, reward_functions={"completion_length_reward": completion_length_reward}, show_progress=False)
+    assert reward_values() is before

@@ -11,10 +11,10 @@ mixing at sampling time), single-turn generation (the CPU rollout loop), and che
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import signal
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -404,11 +404,19 @@ def train(
     `reward_functions` registers your own rewards by name (enable them in `config.phase_rewards`);
     `callbacks` are extra transformers TrainerCallbacks.
     """
+    from phasegrpo.rewards import reward_values_from, use_reward_values
+
     config.validate()
+    # The config's reward table holds for this run only; a notebook's next call starts clean.
+    with use_reward_values(reward_values_from(config.reward_values)):
+        return _train(config, resume, overwrite, allow_max_steps_change, model, tokenizer, reward_functions, callbacks, show_progress)
+
+
+def _train(config, resume, overwrite, allow_max_steps_change, model, tokenizer, reward_functions, callbacks, show_progress) -> RunResult:
     run_dir = prepare_run_dir(config, resume, overwrite)
     checkpoint, schedule = (None, None)
     if resume:
-        saved_config = from_dict(__import__("json").loads((run_dir / run_folder.CONFIG_FILE).read_text()))
+        saved_config = from_dict(json.loads((run_dir / run_folder.CONFIG_FILE).read_text()))
         changed = {f.name for f in dataclasses.fields(Config) if getattr(saved_config, f.name) != getattr(config, f.name)}
         if changed - {"max_steps", "save_steps", "logging_steps", "report_to", "output_dir"}:
             logger.warning("Resuming with changed settings: %s", ", ".join(sorted(changed)))
@@ -417,9 +425,6 @@ def train(
             run_folder.truncate_metrics_after(run_dir / run_folder.METRICS_FILE, int(checkpoint.name.split("-")[-1]))
     run_folder.write_json_atomic(run_dir / run_folder.CONFIG_FILE, config.to_dict())
 
-    from phasegrpo.rewards import reward_values_from, set_reward_values
-
-    set_reward_values(reward_values_from(config.reward_values))
     router = build_router(config, schedule, reward_functions)
     tokenizer = tokenizer or load_tokenizer(config.model)
     model = model if model is not None else load_model(config.model, config.dtype)
