@@ -161,17 +161,22 @@ def seed() -> Config:
 
 
 def demo() -> Config:
-    """The same pipeline on the embedded 270M model and generated data, sized for 2 CPU cores."""
+    """The same pipeline on the embedded 270M model and generated data, sized for 2 CPU cores.
+
+    4 steps is the fewest that visit every phase (steps start at 0, 1/4, 2/4 and 3/4 of training);
+    96 new tokens hold a complete <reasoning>/<answer> reply; 2 prompts x 4 generations keep real
+    groups. A higher learning rate than the reference so that 4 steps move the policy measurably.
+    """
     return Config(
         model="embedded",
         data_source="synthetic",
-        max_steps=8,
+        max_steps=4,
         prompts_per_step=2,
         num_generations=4,
-        learning_rate=2e-5,
-        max_completion_length=128,
+        learning_rate=1e-4,
+        max_completion_length=96,
         fast_cpu_generation=True,
-        save_steps=4,
+        save_steps=2,
         output_dir="runs/demo",
         eval_before_after=True,
         eval_rows_per_domain=2,
