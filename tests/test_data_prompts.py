@@ -75,3 +75,23 @@ def test_code_prompt_shows_signature_and_first_test():
 def test_code_prompt_needs_a_user_function(test):
     with pytest.raises(ValueError):
         code_prompt("task", [test] if test else [])
+
+
+@pytest.mark.parametrize("domain", ["math", "code", "science", "logic"])
+def test_worked_example_is_a_solved_turn_of_the_same_domain_before_the_question(domain):
+    from phasegrpo import rewards
+    from phasegrpo.data import load_domain
+    from phasegrpo.data.prompts import _worked_examples, with_worked_example
+
+    row = load_domain(domain, source="synthetic", limit=1)[0]
+    prompt = with_worked_example(row["prompt"], domain)
+    assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user"]
+    assert prompt[0] == row["prompt"][0] and prompt[-1] == row["prompt"][-1]
+    example_prompt, reply = _worked_examples()[domain]
+    answers = {"math": "7", "logic": "yes", "science": "B", "code": ""}
+    tests = {"code": ["assert double(3) == 6"]}.get(domain, [])
+    score = rewards.check_answer([reply], prompts=[example_prompt], domain=[domain], answer=[answers[domain]], tests=[tests], setup_code=[""])
+    assert score == [rewards.reward_values().correct_reward]  # the example itself is right
+    assert rewards.match_format_exactly([reply]) == [rewards.reward_values().exact_format_reward]
+    with pytest.raises(ValueError, match="No worked example"):
+        with_worked_example(row["prompt"], "poetry")

@@ -121,3 +121,12 @@ def test_a_runs_reward_overrides_do_not_outlive_the_run(tmp_path, tiny):
     config = tiny_config(tmp_path, max_steps=1, reward_values={"refusal_penalty": -9.0})
     train(config, model=model, tokenizer=tokenizer, reward_functions={"completion_length_reward": completion_length_reward}, show_progress=False)
     assert reward_values() is before
+
+
+@pytest.mark.parametrize("worked_example, roles", [(True, ["system", "user", "assistant", "user"]), (False, ["system", "user"])])
+def test_training_rows_carry_the_worked_example_when_configured(worked_example, roles):
+    from phasegrpo.training import load_training_rows
+
+    rows, domains = load_training_rows(preset("demo", rows_per_domain=3, worked_example=worked_example))
+    assert len(rows) == 12 and sorted(set(domains)) == ["code", "logic", "math", "science"]
+    assert all([m["role"] for m in prompt] == roles for prompt in rows["prompt"])

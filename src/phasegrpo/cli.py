@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--top-p", type=float, default=1.0, help="Nucleus sampling when --temperature > 0.")
     evaluate.add_argument("--seed", type=int, default=0, help="Seed of the held-out rows and of sampling.")
     evaluate.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    evaluate.add_argument("--worked-example", action=argparse.BooleanOptionalAction, default=None,
+                          help="Show one solved item per domain before each question, as the demo trains with (default: the run's setting with --run-dir, else off).")
     evaluate.add_argument("--output", default=None, help="Write the results as JSON here (default with --run-dir: RUN_DIR/eval.json).")
 
     rewards = commands.add_parser("rewards", help="Inspect the rewards and the router.")
@@ -159,6 +161,7 @@ def _eval(args) -> int:
     from phasegrpo.evaluation import evaluate_rows, format_table, load_eval_rows, load_for_eval, write_result
 
     model_name, adapter, output = args.model, args.adapter, args.output
+    worked_example = args.worked_example
     if args.run_dir:
         run_dir = Path(args.run_dir)
         if not run_dir.is_dir():
@@ -167,8 +170,14 @@ def _eval(args) -> int:
         model_name = model_name or (json.loads(saved.read_text()).get("model") if saved.exists() else None)
         adapter = adapter or (str(run_dir / "adapter") if (run_dir / "adapter" / "adapter_config.json").exists() else None)
         output = output or str(run_dir / "eval.json")
+        if worked_example is None and saved.exists():
+            worked_example = bool(json.loads(saved.read_text()).get("worked_example", False))
     model, tokenizer = load_for_eval(model_name or "embedded", adapter, args.dtype)
     rows = load_eval_rows(source=args.data_source, rows_per_domain=args.rows_per_domain, data_dir=args.data_dir, seed=args.seed)
+    if worked_example:
+        from phasegrpo.data.prompts import add_worked_examples
+
+        rows = add_worked_examples(rows)
     result = evaluate_rows(
         model, tokenizer, rows, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
         samples_per_row=args.samples_per_row, temperature=args.temperature, top_p=args.top_p, seed=args.seed,

@@ -51,6 +51,7 @@ class Config:
     data_dir: str = _help("", "Folder with local files in the Hub schema (<dir>/<gsm8k|mbpp|arc_easy|strategyqa>/*.jsonl); overrides data_source.")
     domain_weights: dict = _help(REFERENCE_DOMAIN_WEIGHTS, "Sampling-time mixing weights per domain (need not sum to 1).")
     rows_per_domain: int = _help(0, "Cap on rows loaded per domain (0 = all).")
+    worked_example: bool = _help(False, "Show one solved item of the row's domain before each question (for base models such as the embedded 270M).")
     mix_schedule: str = _help("constant", "Domain-mix annealing: constant, linear (domain_weights -> mix_end_weights) or adaptive.")
     mix_end_weights: dict = _help({}, "End weights of the linear mix schedule.")
     # --- GRPO (TRL) ------------------------------------------------------------------------
@@ -170,6 +171,7 @@ def demo() -> Config:
     return Config(
         model="embedded",
         data_source="synthetic",
+        worked_example=True,
         max_steps=4,
         prompts_per_step=2,
         num_generations=4,

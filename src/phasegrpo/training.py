@@ -29,6 +29,7 @@ from phasegrpo import run_folder
 from phasegrpo.config import Config, from_dict
 from phasegrpo.curriculum import ProgressSchedule, Schedule, check_resume_max_steps, load_schedule, make_schedule
 from phasegrpo.data import DomainMixSampler, concat_domains, load_mixture, make_mix_schedule
+from phasegrpo.data.prompts import add_worked_examples
 from phasegrpo.generation import sample_completions
 from phasegrpo.kl import DomainKLMixin
 from phasegrpo.models import declare_end_of_turn, load_model, load_tokenizer, resolve_dtype
@@ -317,6 +318,8 @@ def load_training_rows(config: Config):
         limit=config.rows_per_domain or None,
         seed=config.seed,
     )
+    if config.worked_example:
+        by_domain = {domain: add_worked_examples(rows) for domain, rows in by_domain.items()}
     return concat_domains(by_domain)
 
 
@@ -450,6 +453,8 @@ def _train(config, resume, overwrite, allow_max_steps_change, model, tokenizer, 
             source=config.data_source, rows_per_domain=config.eval_rows_per_domain, data_dir=config.data_dir, seed=config.seed,
             domains=[d for d, w in config.domain_weights.items() if float(w) > 0],
         )
+        if config.worked_example:
+            eval_rows = add_worked_examples(eval_rows)
         _evaluate_into(run_dir / "eval_before.json", "before training", model, tokenizer, eval_rows, config)
     trainer_ref: dict = {}
     callback = RunCallback(run_dir, router, trainer_ref, show_progress=show_progress)

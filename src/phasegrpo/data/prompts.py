@@ -69,6 +69,43 @@ def code_prompt(task: str, tests: Sequence[str], reference: str = "") -> list[di
     )
 
 
+def _worked_examples() -> dict[str, tuple[list[dict[str, str]], str]]:
+    """One solved item per domain, written like the real prompts (builders above)."""
+    from phasegrpo.formats import render
+
+    return {
+        "math": (math_prompt("Tom has 3 apples and buys 4 more. How many apples does he have now?"),
+                 render("Tom starts with 3 apples and buys 4 more, so 3 + 4 = 7.", "7")),
+        "logic": (logic_prompt("Is 12 + 5 more than 15?"), render("12 + 5 = 17, and 17 is more than 15.", "yes")),
+        "science": (science_prompt("Which of these is a liquid at room temperature?", ["ice", "water", "stone"]),
+                    render("Water flows at room temperature; ice and stone are solid.", "B")),
+        "code": (code_prompt("Write a function that returns twice a number.", ["assert double(3) == 6"]),
+                 render("Multiply the number by 2.", "def double(x):\n    return 2 * x")),
+    }
+
+
+def with_worked_example(prompt: list[dict[str, str]], domain: str) -> list[dict[str, str]]:
+    """`prompt` with one solved item of its domain shown first, as an earlier user/assistant turn.
+
+    Base models such as the embedded Gemma 3 270M otherwise copy the format instruction's
+    placeholder (`<answer>...</answer>`) instead of answering; one example in the real format
+    turns that around (measured in docs/data.md). Instruct models do not need it.
+    """
+    examples = _worked_examples()
+    if domain not in examples:
+        raise ValueError(f"No worked example for domain {domain!r}. Known: {', '.join(sorted(examples))}.")
+    example_prompt, example_reply = examples[domain]
+    system = [message for message in prompt if message["role"] == "system"]
+    rest = [message for message in prompt if message["role"] != "system"]
+    example_turns = [message for message in example_prompt if message["role"] != "system"]
+    return [*system, *example_turns, {"role": "assistant", "content": example_reply}, *rest]
+
+
+def add_worked_examples(rows):
+    """A datasets.Dataset of contract rows with `with_worked_example` applied to every prompt."""
+    return rows.map(lambda row: {"prompt": with_worked_example(row["prompt"], row["domain"])})
+
+
 def function_signature(test: str, reference: str = "") -> str:
     """`name(a, b)` for the function a test calls: the name and arity from the test, the
     parameter names from the reference solution when it defines that function with that arity.
