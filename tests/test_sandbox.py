@@ -188,7 +188,7 @@ def isolated_batch(request, tmp_path_factory):
             except BlockingIOError:
                 pass
         yield {
-            "mode": mode, "pool": pool, "verdicts": dict(zip(names, verdicts)), "elapsed_s": elapsed_s,
+            "mode": mode, "pool": pool, "verdicts": dict(zip(names, verdicts, strict=True)), "elapsed_s": elapsed_s,
             "canary": canary, "leftovers": leftovers, "received": received, "warnings": records,
             "program_count": len(programs),
         }
@@ -405,8 +405,8 @@ def test_a_program_cannot_find_an_earlier_programs_code_or_files(one_worker_pool
 
 
 def test_real_mbpp_solutions_earn_full_credit():
-    from pathlib import Path
     import json
+    from pathlib import Path
 
     # ../shared sits beside the repository checkout (as on CI); a missing copy is a setup error.
     path = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "test.jsonl"
@@ -414,7 +414,7 @@ def test_real_mbpp_solutions_earn_full_credit():
     rows = [json.loads(line) for line in path.read_text().splitlines()[:40]]
     programs = [Program(row["code"], row["test_list"], row["test_setup_code"]) for row in rows]
     verdicts = run_programs(programs, timeout_s=5.0)
-    assert [(row["task_id"], v.passed) for row, v in zip(rows, verdicts) if v.passed != v.total] == []
+    assert [(row["task_id"], v.passed) for row, v in zip(rows, verdicts, strict=True) if v.passed != v.total] == []
 
 
 def test_setup_code_runs_before_the_program():

@@ -104,7 +104,7 @@ def _is_literal(node: ast.expr, shadowed: frozenset[str] = frozenset()) -> bool:
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         return all(_is_literal(element, shadowed) for element in node.elts)
     if isinstance(node, ast.Dict):
-        return all(key is not None and _is_literal(key, shadowed) for key in node.keys) and all((_is_literal(value, shadowed) for value in node.values))
+        return all(key is not None and _is_literal(key, shadowed) for key in node.keys) and all(_is_literal(value, shadowed) for value in node.values)
     if isinstance(node, ast.UnaryOp):
         return _is_literal(node.operand, shadowed)
     if isinstance(node, ast.BinOp):

@@ -1,4 +1,4 @@
-"""Trainer side of the sandbox: warm worker processes, one per core, fed jobs over pipes.
+"""Trainer side of the sandbox: warm worker processes, one per core, fed jobs over pipes (`_protocol`).
 
 Workers are fresh interpreters (`subprocess`, never a fork of the trainer), started on first use,
 reused across calls, replaced when they die, and stopped at exit. A process that forks after the
@@ -12,19 +12,17 @@ import logging
 import os
 import select
 import shutil
-import struct
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
 
-from phasegrpo.sandbox import _judge
+from phasegrpo.sandbox import _protocol
 
 logger = logging.getLogger("phasegrpo.sandbox")
 
 _WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
-_HEADER = struct.Struct("<I")
 _START_TIMEOUT_S = 30.0
 _MAX_ATTEMPTS = 2  # a job whose worker dies is retried once on a fresh worker
 
@@ -52,24 +50,12 @@ class _Worker:
     def fileno(self) -> int:
         return self.process.stdout.fileno()
 
-    def send(self, obj) -> None:
-        data = _judge.dumps(obj)
-        self.process.stdin.write(_HEADER.pack(len(data)) + data)
+    def send(self, job: dict) -> None:
+        _protocol.write_message(self.process.stdin.fileno(), job)
 
     def receive(self):
-        header = self._read(_HEADER.size)
-        body = header and self._read(_HEADER.unpack(header)[0])
-        return None if body is None else _judge.loads(body)
-
-    def _read(self, size: int) -> bytes | None:
-        chunks = []
-        while size:
-            chunk = self.process.stdout.read(size)
-            if not chunk:
-                return None
-            chunks.append(chunk)
-            size -= len(chunk)
-        return b"".join(chunks)
+        """The worker's next message (report or verdict); None if it exited."""
+        return _protocol.read_message(self.process.stdout.fileno())
 
     def kill(self) -> None:
         try:
