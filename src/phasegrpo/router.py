@@ -53,6 +53,17 @@ def reference_reward_functions() -> dict[str, RewardFunction]:
 
 
 @dataclass(frozen=True)
+class ScoredBatch:
+    """The last batch the router scored: what the run's sample log shows."""
+
+    prompts: list
+    completions: list
+    domains: list[str]
+    totals: list[float]
+    phase: int
+
+
+@dataclass(frozen=True)
 class RewardLine:
     """One reward's share of one completion's score (a row of `RewardRouter.explain`)."""
 
@@ -119,6 +130,7 @@ class RewardRouter:
         self.schedule = schedule or ProgressSchedule()
         self._check_names()
         self.last_metrics: dict[str, float] = {}
+        self.last_batch: ScoredBatch | None = None
         self.last_phase = 0
 
     @classmethod
@@ -185,6 +197,7 @@ class RewardRouter:
             metrics[f"domain/{domain}/count"] = float(len(indices))
             metrics[f"domain/{domain}/exact_rate"] = _mean([is_exact[index] for index in indices])
         self.last_metrics, self.last_phase = metrics, phase
+        self.last_batch = ScoredBatch(list(prompts or [None] * count), completions, domains, totals, phase)
         log_metric = kwargs.get("log_metric")  # TRL passes this; values land in its logged metrics
         if callable(log_metric):
             for name, value in metrics.items():

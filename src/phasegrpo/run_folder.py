@@ -13,6 +13,9 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"
 PLOTS_DIR = "plots"
+SAMPLES_FILE = "samples.jsonl"
+EVAL_BEFORE_FILE = "eval_before.json"
+EVAL_AFTER_FILE = "eval_after.json"
 COMPLETE_MARKER = ".complete"
 
 
@@ -73,6 +76,11 @@ def replace_dir_atomic(staging: Path, target: Path) -> None:
 
 def mark_complete(checkpoint: str | Path) -> None:
     Path(checkpoint, COMPLETE_MARKER).write_text("ok\n")
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The global step of a `checkpoint-N` folder."""
+    return int(Path(checkpoint).name.split("-")[-1])
 
 
 def latest_complete_checkpoint(run_dir: str | Path) -> Path | None:

@@ -3,6 +3,7 @@ is logged per domain; with no per-domain betas the loss is TRL's own."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,7 +11,9 @@ import torch
 from trl import GRPOTrainer
 
 from phasegrpo.config import Config
-from phasegrpo.kl import DomainKLMixin, PerSampleBeta
+from phasegrpo.training import domain_kl
+from phasegrpo.training.trainer import PhaseGRPOTrainer
+from phasegrpo.training.trl_compat import PerSampleBeta
 
 
 @pytest.fixture(autouse=True)
@@ -25,8 +28,12 @@ def _restore_reward_values():
 BETA = 0.1
 
 
-class KLTrainer(DomainKLMixin, GRPOTrainer):
-    pass
+def set_betas(trainer, betas: dict) -> None:
+    trainer.config = dataclasses.replace(trainer.config, domain_betas=betas)
+
+
+def betas_for(trainer, domains) -> torch.Tensor:
+    return domain_kl.kl_betas_for(list(domains), trainer.config.domain_betas, BETA)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +49,14 @@ def trainer(tmp_path_factory):
     tokenizer = tiny_tokenizer()
     config = Config(prompts_per_step=1, num_generations=2, max_completion_length=16, beta=BETA, report_to="none")
     rows = Dataset.from_list([{"prompt": math_prompt("1+1?"), "domain": "math", "answer": "2"}])
-    trainer = KLTrainer(model=tiny_model(tokenizer), processing_class=tokenizer, reward_funcs=[lambda completions, **k: [0.0] * len(completions)],
-                        args=grpo_args(config, tmp_path_factory.mktemp("kl")), train_dataset=rows,
-                        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    from phasegrpo.data import make_mix_schedule
+    from phasegrpo.router import RewardRouter
+
+    trainer = PhaseGRPOTrainer(
+        model=tiny_model(tokenizer), processing_class=tokenizer, reward_funcs=[lambda completions, **k: [0.0] * len(completions)],
+        args=grpo_args(config, tmp_path_factory.mktemp("kl")), train_dataset=rows,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+        router=RewardRouter(), row_domains=["math"], mix_schedule=make_mix_schedule("constant", {"math": 1.0}), config=config)
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     # LoRA's B starts at zero; move it so gradients reach every LoRA weight.
@@ -75,8 +87,8 @@ def make_inputs(trainer, domains=("math", "logic"), seed=0):
         "advantages": torch.zeros(count),
         "num_items_in_batch": completion_mask.sum(),
         "ref_per_token_logps": logps + 0.5 * torch.randn(logps.shape, generator=generator),
-        "kl_beta": trainer.kl_betas_for(list(domains)),
-        "kl_domain_index": torch.tensor([trainer._kl_domain_index(domain) for domain in domains]),
+        "kl_beta": betas_for(trainer, domains),
+        "kl_domain_index": torch.tensor([domain_kl.domain_index(domain, trainer.kl_domains) for domain in domains]),
     }
 
 
@@ -95,12 +107,12 @@ def perturbed(inputs, sample: int) -> dict:
 
 
 def test_betas_per_sample_from_the_domain(trainer):
-    trainer.domain_betas = {"logic": 0.0, "code": 0.3}
-    assert trainer.kl_betas_for(["math", "logic", "code", None]).tolist() == pytest.approx([BETA, 0.0, 0.3, BETA])
+    set_betas(trainer, {"logic": 0.0, "code": 0.3})
+    assert betas_for(trainer, ["math", "logic", "code", None]).tolist() == pytest.approx([BETA, 0.0, 0.3, BETA])
 
 
 def test_domain_with_beta_zero_contributes_no_kl_gradient(trainer):
-    trainer.domain_betas = {"logic": 0.0}
+    set_betas(trainer, {"logic": 0.0})
     inputs = make_inputs(trainer)  # sample 0 math, sample 1 logic
     gradient = kl_gradient(trainer, inputs)
     assert gradient.abs().sum() > 0  # math's KL moves the policy
@@ -111,14 +123,14 @@ def test_domain_with_beta_zero_contributes_no_kl_gradient(trainer):
 
 
 def test_without_domain_betas_every_domain_contributes(trainer):
-    trainer.domain_betas = {}
+    set_betas(trainer, {})
     inputs = make_inputs(trainer)
     gradient = kl_gradient(trainer, inputs)
     assert not torch.allclose(kl_gradient(trainer, perturbed(inputs, 1)), gradient, atol=1e-6)
 
 
 def test_uniform_betas_give_exactly_trls_loss(trainer):
-    trainer.domain_betas = {}
+    set_betas(trainer, {})
     inputs = make_inputs(trainer, seed=3)
     with torch.no_grad():
         ours = trainer._compute_loss(trainer.model, inputs)
@@ -132,8 +144,8 @@ def test_loss_scales_the_kl_of_each_domain(trainer):
     inputs = make_inputs(trainer, seed=4)
     losses = {}
     for label, betas in {"both": {}, "math": {"logic": 0.0}, "logic": {"math": 0.0}}.items():
-        trainer.domain_betas = betas
-        inputs["kl_beta"] = trainer.kl_betas_for(["math", "logic"])
+        set_betas(trainer, betas)
+        inputs["kl_beta"] = betas_for(trainer, ["math", "logic"])
         with torch.no_grad():
             losses[label] = trainer._compute_loss(trainer.model, inputs).item()
     assert losses["math"] > 0 and losses["logic"] > 0
@@ -141,7 +153,7 @@ def test_loss_scales_the_kl_of_each_domain(trainer):
 
 
 def test_kl_is_logged_per_domain(trainer):
-    trainer.domain_betas = {"logic": 0.0}
+    set_betas(trainer, {"logic": 0.0})
     trainer._metrics["train"].clear()
     inputs = make_inputs(trainer, seed=5)
     with torch.no_grad():
@@ -169,9 +181,8 @@ def test_training_run_logs_kl_per_domain(tmp_path):
     from tiny import tiny_model, tiny_tokenizer
 
     from phasegrpo.config import preset
-    from phasegrpo.training import PhaseGRPOTrainer, train
+    from phasegrpo.training import train
 
-    assert issubclass(PhaseGRPOTrainer, DomainKLMixin)
     torch.set_num_threads(1)
     tokenizer = tiny_tokenizer()
     config = preset("demo", model="tiny", output_dir=str(tmp_path / "run"), max_steps=2, save_steps=2,

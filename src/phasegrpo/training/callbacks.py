@@ -1,0 +1,191 @@
+"""The run's TrainerCallbacks, one job each: the metrics file, the sample completions, the phase
+announcements, the progress bar, and Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from phasegrpo import metric_keys, run_folder
+from phasegrpo.formats import completion_text
+from phasegrpo.messages import last_user_message
+from phasegrpo.router import RewardRouter
+
+logger = logging.getLogger(__name__)
+
+
+def is_step_log(logs: dict | None) -> bool:
+    """Whether a transformers log event carries a training step's metrics (not the final summary)."""
+    return bool(logs) and "reward" in logs
+
+
+def metrics_record(step: int, logs: dict) -> dict:
+    """One metrics.jsonl row from TRL's logged dict: the headline fields first, then every
+    per-reward and per-domain value, everything else TRL logged under `trl`, and the mix."""
+    record = {
+        "step": step,
+        "phase": int(round(logs.get(metric_keys.PHASE, 0))),
+        "reward": logs.get("reward"),
+        "reward_std": logs.get("reward_std"),
+        "kl": logs.get("kl"),
+        "completion_length": logs.get("completions/mean_length"),
+        "step_time": logs.get("step_time"),
+        "exact_format_rate": logs.get(metric_keys.EXACT_FORMAT_RATE),
+        "reward_raw": {},
+        "reward_contribution": {},
+        "domain_reward": {},
+        "domain_count": {},
+        "domain_exact_rate": {},
+        "domain_kl": {},
+        "reward_raw_by_domain": {},
+        "reward_contribution_by_domain": {},
+        "trl": {},
+    }
+    mix_weights = {}
+    for name, value in logs.items():
+        key = metric_keys.parse(name)
+        if key is None:
+            if name != metric_keys.PHASE:
+                record["trl"][name] = value
+        elif key.kind == "reward":
+            record[f"reward_{key.part}"][key.name] = value
+        elif key.kind == "reward_by_domain":
+            record[f"reward_{key.part}_by_domain"].setdefault(key.domain, {})[key.name] = value
+        elif key.kind == "domain":
+            record[f"domain_{key.part}"][key.domain] = value
+        elif key.kind == "mix":
+            mix_weights[key.domain] = value
+    if mix_weights:
+        record["mix_weights"] = mix_weights
+    return record
+
+
+class MetricsFile(TrainerCallback):
+    """Appends one `metrics_record` per logged step to metrics.jsonl (main process only)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / run_folder.METRICS_FILE
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if is_step_log(logs) and state.is_world_process_zero:
+            run_folder.append_jsonl(self.path, metrics_record(state.global_step, logs))
+
+
+class SampleCompletions(TrainerCallback):
+    """One completion per domain into samples.jsonl, for the report: at each phase's first
+    logged step and ~20 times per run, so the file stays small. Read from the batch the router
+    scored last."""
+
+    def __init__(self, run_dir: Path, router: RewardRouter):
+        self.path = Path(run_dir) / run_folder.SAMPLES_FILE
+        self.router = router
+        self.last_phase: int | None = None
+        self.has_failed = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not is_step_log(logs) or not state.is_world_process_zero:
+            return
+        phase = int(round(logs.get(metric_keys.PHASE, 0)))
+        is_new_phase, self.last_phase = phase != self.last_phase, phase
+        if state.global_step % max(1, state.max_steps // 20) and not is_new_phase:
+            return
+        batch = self.router.last_batch
+        if batch is None or self.has_failed:
+            return
+        try:
+            seen: set[str] = set()
+            for prompt, completion, domain, reward in zip(batch.prompts, batch.completions, batch.domains, batch.totals):
+                if domain in seen:
+                    continue
+                seen.add(domain)
+                run_folder.append_jsonl(self.path, {
+                    "step": state.global_step, "phase": phase, "domain": domain, "question": last_user_message(prompt),
+                    "completion": completion_text(completion), "reward": reward,
+                })
+        except OSError as error:  # samples are a nicety; never stop training for them
+            self.has_failed = True
+            logger.warning("Not logging sample completions for the report: %r", error)
+
+
+def _write(text: str) -> None:
+    """Print a line without breaking a progress bar (tqdm redraws its bars below it)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(text)
+
+
+class PhaseAnnouncer(TrainerCallback):
+    """Prints a line when the curriculum enters a phase: the rewards it enables and why now."""
+
+    def __init__(self, router: RewardRouter):
+        self.router = router
+        self.last_phase: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not is_step_log(logs) or not state.is_world_process_zero:
+            return
+        phase = int(round(logs.get(metric_keys.PHASE, 0)))
+        if phase == self.last_phase:
+            return
+        enabled = ", ".join(self.router.enabled_rewards(phase))
+        reason = self.router.schedule.transition_reason(phase) if self.last_phase is not None else ""
+        _write(f"[step {state.global_step}] phase {phase}: {enabled}" + (f"  ({reason})" if reason else ""))
+        self.last_phase = phase
+
+
+class ProgressBar(TrainerCallback):
+    """A tqdm bar over the optimizer steps, showing phase, reward, KL and completion length."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and is_step_log(logs):
+            self.bar.set_postfix(
+                phase=int(round(logs.get(metric_keys.PHASE, 0))), reward=f"{logs['reward']:.2f}",
+                kl=f"{logs.get('kl') or 0:.3f}", len=f"{logs.get('completions/mean_length') or 0:.0f}", refresh=False,
+            )
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class StopOnInterrupt(TrainerCallback):
+    """Turns Ctrl-C into 'save a checkpoint after this step and stop'; a second Ctrl-C aborts."""
+
+    def __init__(self):
+        self.is_interrupted = False
+        self._previous_handler = None
+
+    def install(self) -> None:
+        def handler(signum, frame):
+            if self.is_interrupted:  # second Ctrl-C: give up waiting for the step
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt
+            self.is_interrupted = True
+            print("\nCtrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again to abort).", flush=True)
+
+        self._previous_handler = signal.signal(signal.SIGINT, handler)
+
+    def restore(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.is_interrupted:
+            control.should_save = True
+            control.should_training_stop = True

@@ -1,0 +1,190 @@
+"""`train()`: a GRPO run with the phase curriculum, from a Config into a run folder.
+
+    from phasegrpo import train, preset
+    result = train(preset("demo", max_steps=4))
+
+Prepares the run folder (or picks up a resumable one), builds the router, the model, the rows
+and the trainer, evaluates before and after when configured, and writes the adapter and the
+report. Every file is written so that a kill leaves it complete or absent (run_folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from phasegrpo import run_folder
+from phasegrpo.config import Config, from_dict
+from phasegrpo.curriculum import Schedule, check_resume_max_steps, load_schedule, make_schedule
+from phasegrpo.data import make_mix_schedule
+from phasegrpo.data.prompts import add_worked_examples
+from phasegrpo.models import declare_end_of_turn, load_model, load_tokenizer
+from phasegrpo.router import RewardRouter
+from phasegrpo.training.callbacks import MetricsFile, PhaseAnnouncer, ProgressBar, SampleCompletions, StopOnInterrupt
+from phasegrpo.training.setup import grpo_args, load_training_rows, lora_config, trained_domains
+from phasegrpo.training.trainer import PhaseGRPOTrainer
+
+logger = logging.getLogger(__name__)
+
+# Settings a resume may change without a warning: they do not change what is learned.
+_RESUMABLE_CHANGES = {"max_steps", "save_steps", "logging_steps", "report_to", "output_dir"}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    global_step: int
+    was_interrupted: bool
+    adapter_dir: Path | None
+
+
+def train(
+    config: Config,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_max_steps_change: bool = False,
+    model=None,
+    tokenizer=None,
+    reward_functions: dict | None = None,
+    callbacks: list | None = None,
+    show_progress: bool = True,
+) -> RunResult:
+    """Run GRPO with the phase curriculum into `config.output_dir`.
+
+    `model`/`tokenizer` may be passed in (tests use tiny models); otherwise `config.model` is loaded.
+    `reward_functions` registers your own rewards by name (enable them in `config.phase_rewards`);
+    `callbacks` are extra transformers TrainerCallbacks.
+    """
+    config.validate()
+    run_dir = prepare_run_dir(config, resume, overwrite)
+    checkpoint, schedule = (None, None)
+    if resume:
+        _warn_about_changed_settings(config, run_dir)
+        checkpoint, schedule = resolve_resume(config, run_dir, allow_max_steps_change)
+        if checkpoint is not None:
+            run_folder.truncate_metrics_after(run_dir / run_folder.METRICS_FILE, run_folder.checkpoint_step(checkpoint))
+    run_folder.write_json_atomic(run_dir / run_folder.CONFIG_FILE, config.to_dict())
+
+    router = RewardRouter.from_config(config, schedule=schedule, reward_functions=reward_functions)
+    tokenizer = tokenizer or load_tokenizer(config.model)
+    model = model if model is not None else load_model(config.model, config.dtype)
+    declare_end_of_turn(model, tokenizer)
+    train_rows, row_domains = load_training_rows(config)
+    mix = make_mix_schedule(config.mix_schedule, config.domain_weights, **({"end": config.mix_end_weights} if config.mix_schedule == "linear" else {}))
+
+    eval_rows = None
+    if config.eval_before_after and not resume:
+        eval_rows = _load_eval_rows(config)
+        _evaluate_into(run_dir / run_folder.EVAL_BEFORE_FILE, "before training", model, tokenizer, eval_rows, config)
+    interrupt = StopOnInterrupt()
+    run_callbacks = [MetricsFile(run_dir), SampleCompletions(run_dir, router), PhaseAnnouncer(router)]
+    if show_progress:
+        run_callbacks.append(ProgressBar())
+    trainer = PhaseGRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=[router],
+        args=grpo_args(config, run_dir),
+        train_dataset=train_rows,
+        peft_config=lora_config(config),
+        callbacks=[*run_callbacks, interrupt, *(callbacks or [])],
+        router=router,
+        row_domains=row_domains,
+        mix_schedule=mix,
+        config=config,
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    interrupt.install()
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        interrupt.restore()
+    adapter_dir = None
+    if trainer.args.should_save:
+        if interrupt.is_interrupted:
+            print(f"Stopped at step {trainer.state.global_step}; resume with: phasegrpo train --resume --output-dir {run_dir}", flush=True)
+        else:
+            adapter_dir = save_adapter(trainer, run_dir)
+            if eval_rows is not None:
+                _evaluate_into(run_dir / run_folder.EVAL_AFTER_FILE, "after training", trainer.model, tokenizer, eval_rows, config)
+        from phasegrpo.report import write_report
+
+        report = write_report(run_dir)
+        print(f"Report: {report.html}  (summary: {report.markdown})", flush=True)
+    return RunResult(run_dir, trainer.state.global_step, interrupt.is_interrupted, adapter_dir)
+
+
+def prepare_run_dir(config: Config, resume: bool, overwrite: bool) -> Path:
+    """The run folder, emptied with `overwrite`; refuses to overwrite silently or resume nothing."""
+    run_dir = Path(config.output_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        if not overwrite:
+            raise FileExistsError(
+                f"Run folder {run_dir} already exists. Pass --resume to continue it, --overwrite to start "
+                f"over, or --output-dir for a new run."
+            )
+        shutil.rmtree(run_dir)
+    if resume and not (run_dir / run_folder.CONFIG_FILE).exists():
+        raise FileNotFoundError(f"Cannot resume: {run_dir / run_folder.CONFIG_FILE} does not exist. Start the run without --resume.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _warn_about_changed_settings(config: Config, run_dir: Path) -> None:
+    saved = from_dict(json.loads((run_dir / run_folder.CONFIG_FILE).read_text()))
+    changed = {f.name for f in dataclasses.fields(Config) if getattr(saved, f.name) != getattr(config, f.name)}
+    if changed - _RESUMABLE_CHANGES:
+        logger.warning("Resuming with changed settings: %s", ", ".join(sorted(changed)))
+
+
+def resolve_resume(config: Config, run_dir: Path, allow_max_steps_change: bool) -> tuple[Path | None, Schedule]:
+    """The checkpoint to continue from and the phase schedule it was running with."""
+    checkpoint = run_folder.latest_complete_checkpoint(run_dir)
+    if checkpoint is None:
+        logger.warning("No complete checkpoint in %s: starting from step 0.", run_dir)
+        return None, make_schedule(config)
+    saved = load_schedule(checkpoint)
+    if saved is None:
+        raise RuntimeError(f"{checkpoint} has no curriculum state ({checkpoint}/phasegrpo_state.json).")
+    check_resume_max_steps(saved.max_steps, config.max_steps, allow_max_steps_change)
+    if allow_max_steps_change:
+        saved.max_steps = config.max_steps
+    return checkpoint, saved
+
+
+def _load_eval_rows(config: Config):
+    from phasegrpo.evaluation import load_eval_rows
+
+    rows = load_eval_rows(
+        source=config.data_source, rows_per_domain=config.eval_rows_per_domain, data_dir=config.data_dir, seed=config.seed,
+        domains=trained_domains(config),
+    )
+    return add_worked_examples(rows) if config.worked_example else rows
+
+
+def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Config) -> None:
+    from phasegrpo.evaluation import evaluate_rows, format_table
+
+    was_training = model.training
+    result = evaluate_rows(model, tokenizer, rows, max_new_tokens=config.max_completion_length, domain_scales=config.domain_scales)
+    model.train(was_training)
+    run_folder.write_json_atomic(path, result)
+    print(f"\nEval {label} ({len(rows)} held-out rows, greedy, {result['seconds']:.0f} s):\n{format_table(result['summary'])}", flush=True)
+
+
+def save_adapter(trainer: PhaseGRPOTrainer, run_dir: Path) -> Path:
+    """The final LoRA adapter into run_dir/adapter, replacing any older one atomically."""
+    target = run_dir / run_folder.ADAPTER_DIR
+    staging = run_dir / f".{run_folder.ADAPTER_DIR}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    run_folder.replace_dir_atomic(staging, target)
+    return target

@@ -1,0 +1,86 @@
+"""What a run is built from: the training rows, TRL's GRPOConfig and PEFT's LoraConfig, all
+derived from a phasegrpo Config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from trl import GRPOConfig
+
+from phasegrpo import run_folder
+from phasegrpo.config import Config
+from phasegrpo.data import concat_domains, load_mixture
+from phasegrpo.data.prompts import add_worked_examples
+from phasegrpo.models import resolve_dtype
+
+
+def trained_domains(config: Config) -> list[str]:
+    """The domains with a positive mixing weight, in the config's order."""
+    return [domain for domain, weight in config.domain_weights.items() if float(weight) > 0]
+
+
+def load_training_rows(config: Config):
+    """The training dataset and the domain of each of its rows (for the mix sampler)."""
+    by_domain = load_mixture(
+        {domain: config.domain_weights[domain] for domain in trained_domains(config)},
+        source="synthetic" if config.data_source == "synthetic" else None,
+        split="train",
+        data_dir=config.data_dir or None,
+        limit=config.rows_per_domain or None,
+        seed=config.seed,
+    )
+    if config.worked_example:
+        by_domain = {domain: add_worked_examples(rows) for domain, rows in by_domain.items()}
+    return concat_domains(by_domain)
+
+
+def grpo_args(config: Config, run_dir: Path) -> GRPOConfig:
+    """TRL's GRPOConfig for a run of `config` into `run_dir`."""
+    on_gpu = torch.cuda.is_available()
+    dtype = resolve_dtype(config.dtype)
+    per_device_batch = config.prompts_per_step * config.num_generations // config.gradient_accumulation_steps
+    return GRPOConfig(
+        output_dir=str(run_dir / run_folder.CHECKPOINTS_DIR),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=per_device_batch,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_generations=config.num_generations,
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        epsilon=config.epsilon,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_completion_length=config.max_completion_length,
+        scale_rewards=config.scale_rewards,
+        loss_type=config.loss_type,
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=3,
+        report_to=[] if config.report_to in ("", "none") else config.report_to.split(","),
+        use_cpu=not on_gpu,
+        bf16=on_gpu and dtype == torch.bfloat16,
+        fp16=on_gpu and dtype == torch.float16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        use_vllm=config.use_vllm,
+        vllm_mode=config.vllm_mode,
+        disable_tqdm=True,
+        log_completions=False,
+        shuffle_dataset=True,
+    )
+
+
+def lora_config(config: Config):
+    """PEFT's LoraConfig of the policy adapter."""
+    from peft import LoraConfig
+
+    target_modules = config.lora_target_modules
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=target_modules if target_modules == "all-linear" else target_modules.split(","),
+        task_type="CAUSAL_LM",
+    )

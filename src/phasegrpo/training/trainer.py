@@ -1,0 +1,116 @@
+"""PhaseGRPOTrainer: TRL's GRPOTrainer with sampling-time domain mixing, fast CPU rollouts,
+per-domain KL coefficients, and the curriculum's schedule fed and checkpointed.
+
+It implements the hooks of `trl_compat.TRLSeams`; nothing here touches TRL's internals. The
+trainer owns the domain-mix sampler and the phase schedule, and feeds both at every
+generation step with the metrics TRL has just averaged across processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from phasegrpo import metric_keys, run_folder
+from phasegrpo.config import Config
+from phasegrpo.data import DomainMixSampler, MixSchedule
+from phasegrpo.generation import sample_completions
+from phasegrpo.router import RewardRouter
+from phasegrpo.training import domain_kl
+from phasegrpo.training.trl_compat import TRLSeams
+
+
+class PhaseGRPOTrainer(TRLSeams):
+    """GRPO with the phase curriculum; see the module docstring."""
+
+    def __init__(self, *args, router: RewardRouter, row_domains: list[str], mix_schedule: MixSchedule, config: Config, **kwargs):
+        self.router = router
+        self.row_domains = row_domains
+        self.mix_schedule = mix_schedule
+        self.config = config
+        self.mix_sampler: DomainMixSampler | None = None
+        super().__init__(*args, **kwargs)
+
+    @property
+    def kl_domains(self) -> tuple[str, ...]:
+        from phasegrpo.config import DOMAINS
+
+        return tuple(DOMAINS)
+
+    # --- sampling ------------------------------------------------------------------------------
+    def build_train_sampler(self) -> DomainMixSampler:
+        # Same repeat structure as TRL's RepeatSampler, domain-mixed draws.
+        self.mix_sampler = DomainMixSampler(
+            self.row_domains,
+            self.mix_schedule,
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            seed=self.args.seed,
+        )
+        return self.mix_sampler
+
+    def generate_rollouts(self, prompt_ids):
+        if not self.config.fast_cpu_generation or self.use_vllm:
+            return None
+        from trl.models import unwrap_model_for_generation
+
+        # Seeded by step, so a resumed run draws the same rollouts it would have drawn.
+        generator = torch.Generator(device=self.accelerator.device).manual_seed(
+            self.args.seed * 1_000_003 + self.state.global_step * 101 + self.accelerator.process_index
+        )
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped_model:
+            return sample_completions(
+                unwrapped_model,
+                prompt_ids,
+                max_new_tokens=self.max_completion_length,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                end_token_ids=self.eos_token_ids,
+                pad_token_id=self.tokenizer.pad_token_id,
+                tokenizer=self.tokenizer if self.config.stop_at_answer_end else None,
+                generator=generator,
+            )
+
+    # --- curriculum: the sampler and the schedule see every step ---------------------------------
+    def before_scoring(self, inputs) -> None:
+        if self.model.training and self.mix_sampler is not None:
+            self.mix_sampler.set_progress(self.router.schedule.fraction(self.state.global_step, self.state.max_steps))
+
+    def after_scoring(self, inputs, output, step_metrics) -> None:
+        if self.beta != 0.0:
+            domains = [row.get("domain") for row in inputs]
+            device = output["advantages"].device
+            output["kl_beta"] = domain_kl.kl_betas_for(domains, self.config.domain_betas, self.beta).to(device)
+            output["kl_domain_index"] = torch.tensor([domain_kl.domain_index(d, self.kl_domains) for d in domains], device=device)
+        if not self.model.training:
+            return
+        # Every rank takes the same transition at the same step: the metrics are already global.
+        self.router.schedule.observe(self.state.global_step, step_metrics)
+        if self.mix_sampler is not None:
+            weights = self.mix_sampler.weights_in_force
+            for domain, weight in weights.items():
+                self.record_metric(metric_keys.mix_weight(domain), weight)
+            domain_rewards = {}
+            for name, value in step_metrics.items():
+                key = metric_keys.parse(name)
+                if key is not None and key.kind == "domain" and key.part == "reward":
+                    domain_rewards[key.domain] = value
+            self.mix_sampler.observe_rewards(domain_rewards)
+
+    # --- per-domain KL -----------------------------------------------------------------------------
+    def kl_betas(self, inputs):
+        return inputs.get("kl_beta")
+
+    def kl_computed(self, per_token_kl, inputs) -> None:
+        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        local = domain_kl.kl_sums_by_domain(per_token_kl, mask, inputs["kl_domain_index"], len(self.kl_domains))
+        totals = self.accelerator.reduce(local, reduction="sum")  # every rank calls this: same shape everywhere
+        for name, value in domain_kl.domain_kl_metrics(totals, self.kl_domains).items():
+            self.record_metric(name, value)
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def checkpoint_saved(self, folder: Path) -> None:
+        self.router.schedule.save(folder)
+        run_folder.mark_complete(folder)  # last: only a fully written checkpoint is resumable
