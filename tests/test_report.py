@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_phases_and_transitions_come_from_the_rows(run_dir):
     spans = phase_spans(data.records)
     assert [phase for phase, _, _ in spans] == [0, 1, 2]
     assert spans[0][1] == 1 and spans[-1][2] == 24
-    assert all(later[1] == earlier[2] + 1 for earlier, later in zip(spans, spans[1:]))
+    assert all(later[1] == earlier[2] + 1 for earlier, later in pairwise(spans))
 
 
 def test_per_domain_kl_from_trl_keys_or_domain_kl():

@@ -17,6 +17,12 @@ SAMPLES_FILE = "samples.jsonl"
 EVAL_BEFORE_FILE = "eval_before.json"
 EVAL_AFTER_FILE = "eval_after.json"
 COMPLETE_MARKER = ".complete"
+SAMPLES_FILE = "samples.jsonl"
+EVAL_BEFORE_FILE = "eval_before.json"
+EVAL_AFTER_FILE = "eval_after.json"
+EVAL_FILE = "eval.json"  # `phasegrpo eval --run-dir` writes here
+REPORT_HTML = "report.html"
+REPORT_MARKDOWN = "report.md"
 
 
 def write_json_atomic(path: str | Path, value) -> None:

@@ -1,0 +1,99 @@
+"""What the HTML page and the Markdown summary both say: the facts table, the evaluation table
+and the sample completions, as plain text for each page to format."""
+
+from __future__ import annotations
+
+import re
+
+from phasegrpo.report.reading import EVAL_METRICS, RunData, domain_order, number, phase_spans, series, top_level
+
+SAMPLES_PER_GROUP = 2
+"""Sample completions shown per (domain, phase) of training and per domain of each eval."""
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def training_samples(samples: list[dict]) -> dict[tuple[str, int], list[dict]]:
+    """The latest few logged training completions per (domain, phase)."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for sample in samples:
+        key = (str(sample.get("domain", "unknown")), int(number(sample.get("phase")) or 0))
+        groups.setdefault(key, []).append(sample)
+    ordered = sorted(groups, key=lambda key: (domain_order(key[0]), key[1]))
+    return {key: groups[key][-SAMPLES_PER_GROUP:] for key in ordered}
+
+
+def eval_samples(result: dict | None) -> dict[str, list[dict]]:
+    """The first few completions per domain of an evaluation result."""
+    groups: dict[str, list[dict]] = {}
+    for sample in (result or {}).get("samples", []):
+        if isinstance(sample, dict) and isinstance(sample.get("completion"), str):
+            groups.setdefault(str(sample.get("domain", "unknown")), []).append(sample)
+    return {name: groups[name][:SAMPLES_PER_GROUP] for name in sorted(groups, key=domain_order)}
+
+
+def sample_sections(data: RunData) -> list[tuple[str, list[tuple[str, list[dict]]]]]:
+    """The completions a page shows: (section heading, [(group heading, samples)]), in page order."""
+    sections = []
+    grouped = training_samples(data.samples)
+    if grouped:
+        groups = [(f"{domain}, phase {phase}", items) for (domain, phase), items in grouped.items()]
+        sections.append(("Training completions per domain and phase", groups))
+    for label, result in (("before", data.eval_before), ("after", data.eval_after)):
+        by_domain = eval_samples(result)
+        if by_domain:
+            sections.append((f"Evaluation completions {label} training", list(by_domain.items())))
+    return sections
+
+
+def eval_table_rows(before: dict | None, after: dict | None) -> list[list[str]]:
+    """Header + one row per group: each metric as 'before → after' (or the one that exists)."""
+    summaries = [result["summary"] for result in (before, after) if result]
+    groups = list(dict.fromkeys(name for summary in summaries for name in summary))
+    rows = [["group", "rows"] + [title for _, title in EVAL_METRICS]]
+    for group in groups:
+        cells = [group, str(next(((s.get(group) or {}).get("rows") for s in summaries if group in s), ""))]
+        for metric, _ in EVAL_METRICS:
+            values = [number((s.get(group) or {}).get(metric)) for s in summaries]
+            digits = 1 if metric == "mean_completion_tokens" else 2
+            cells.append(" → ".join("–" if v is None else f"{v:.{digits}f}" for v in values))
+        rows.append(cells)
+    return rows
+
+
+def summary_facts(data: RunData) -> list[tuple[str, str]]:
+    """The (label, value) table at the top of both pages: settings, steps, first → last, phases."""
+    config, records = data.config, data.records
+    facts = [("run folder", str(data.run_dir))]
+    for key in ("model", "data_source", "max_steps", "num_generations", "prompts_per_step", "beta", "learning_rate"):
+        if key in config:
+            facts.append((key, str(config[key])))
+    if records:
+        facts.append(("steps logged", f"{records[0]['step']}–{records[-1]['step']} ({len(records)} rows)"))
+        for name in ("reward", "kl", "completion_length"):
+            first, last = series(records[:1], top_level(name))[1], series(records[-1:], top_level(name))[1]
+            if first and last:
+                facts.append((f"{name} first → last", f"{first[0]:.3f} → {last[0]:.3f}"))
+    for phase, first, last in phase_spans(records):
+        rewards = config.get("phase_rewards", [])
+        enabled = ", ".join(rewards[phase]) if isinstance(rewards, list) and phase < len(rewards) else "?"
+        facts.append((f"phase {phase}", f"steps {first}–{last}: {enabled}"))
+    return facts
+
+
+def sample_meta(sample: dict) -> str:
+    """The line above a completion: step, reward and the eval flags it carries."""
+    parts = []
+    if "reward" in sample and number(sample["reward"]) is not None:
+        parts.append(f"reward {float(sample['reward']):.2f}")
+    for flag, label in (("is_correct", "correct"), ("is_exact_format", "exact format"), ("is_refusal", "refusal")):
+        if flag in sample:
+            parts.append(f"{label}: {'yes' if sample[flag] else 'no'}")
+    if "step" in sample:
+        parts.insert(0, f"step {sample['step']}")
+    return ", ".join(parts)
+
+
+def clip(text: str, limit: int = 1200) -> str:
+    """`text` cut to `limit` characters, control characters shown as � (pages stay valid)."""
+    text = _CONTROL_CHARACTERS.sub("\ufffd", text)
+    return text if len(text) <= limit else text[:limit] + f"\n… ({len(text) - limit} more characters)"
