@@ -1,7 +1,9 @@
 """Phase schedules: which curriculum phase a training step is in, and the state that must
 survive a resume.
 
-Two schedules share one interface (`phase_of`, `phase`, `fraction`, `observe`, `save`):
+Two schedules implement one interface, `PhaseSchedule` (`phase`, `phase_of`, `fraction`,
+`observe`, `metrics`, `transition_reason`, `to_dict`/`save`); a new kind of schedule subclasses
+it and registers in `SCHEDULE_KINDS`:
 
 - `ProgressSchedule` (the reference): the phase is a pure function of the training fraction
   `global_step / max_steps`.
@@ -24,31 +26,31 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 STATE_FILE = "phasegrpo_state.json"
-SCHEDULES = ("progress", "metric")
 
 
-@dataclass
-class ProgressSchedule:
-    """Phase by training fraction: phase 0 below boundaries[0], phase 1 below boundaries[1], else 2.
+class PhaseSchedule:
+    """Which curriculum phase a training step is in, and the state a resume needs.
 
-    `max_steps` is pinned when training starts (see module docstring).
+    Subclasses are dataclasses with a `max_steps` field (pinned when training starts) and
+    implement `phase`, `to_dict`/`from_dict`; `observe`, `metrics` and `transition_reason` have
+    do-nothing defaults for schedules that ignore metrics.
     """
 
-    boundaries: tuple[float, ...] = (0.25, 0.75)
-    max_steps: int | None = None
+    kind: ClassVar[str]
+    max_steps: int | None
 
     def fraction(self, global_step: int, max_steps: int | None = None) -> float:
+        """Training progress in [0, 1]: the pinned `max_steps` wins over the one passed."""
         total = self.max_steps or max_steps
         if not total:
             return 0.0
         return min(max(global_step / total, 0.0), 1.0)
 
     def phase(self, global_step: int, max_steps: int | None = None) -> int:
-        fraction = self.fraction(global_step, max_steps)
-        return sum(fraction >= boundary for boundary in self.boundaries)
+        raise NotImplementedError
 
     def phase_of(self, trainer_state) -> int:
         """The phase for TRL's `trainer_state` (phase 0 when there is none, e.g. outside training)."""
@@ -57,10 +59,46 @@ class ProgressSchedule:
         return self.phase(int(getattr(trainer_state, "global_step", 0)), getattr(trainer_state, "max_steps", None))
 
     def observe(self, global_step: int, metrics: dict[str, float]) -> None:
-        """Progress phases ignore metrics; present so the trainer can feed any schedule."""
+        """Feed the metrics of step `global_step`; schedules by progress ignore them."""
 
     def metrics(self) -> dict[str, float]:
+        """Extra values logged every step next to the phase."""
         return {}
+
+    def transition_reason(self, phase: int) -> str:
+        """Why `phase` started, for the phase line printed during training."""
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> PhaseSchedule:
+        raise NotImplementedError
+
+    def save(self, folder: str | Path) -> None:
+        save_schedule(self, folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PhaseSchedule | None:
+        """The schedule saved in a checkpoint folder (of whichever kind), or None."""
+        return load_schedule(folder)
+
+
+@dataclass
+class ProgressSchedule(PhaseSchedule):
+    """Phase by training fraction: phase 0 below boundaries[0], phase 1 below boundaries[1], else 2.
+
+    `max_steps` is pinned when training starts (see module docstring).
+    """
+
+    kind: ClassVar[str] = "progress"
+    boundaries: tuple[float, ...] = (0.25, 0.75)
+    max_steps: int | None = None
+
+    def phase(self, global_step: int, max_steps: int | None = None) -> int:
+        fraction = self.fraction(global_step, max_steps)
+        return sum(fraction >= boundary for boundary in self.boundaries)
 
     def transition_reason(self, phase: int) -> str:
         return f"at fraction {self.boundaries[phase - 1]:g} of max_steps" if 0 < phase <= len(self.boundaries) else ""
@@ -70,20 +108,12 @@ class ProgressSchedule:
         return {"schedule": "progress", "boundaries": list(self.boundaries), "max_steps": self.max_steps}
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> "ProgressSchedule":
+    def from_dict(cls, state: dict[str, Any]) -> ProgressSchedule:
         return cls(boundaries=tuple(state["boundaries"]), max_steps=state["max_steps"])
-
-    def save(self, folder: str | Path) -> None:
-        save_schedule(self, folder)
-
-    @classmethod
-    def load(cls, folder: str | Path):
-        """The schedule saved in a checkpoint folder (of whichever kind), or None."""
-        return load_schedule(folder)
 
 
 @dataclass
-class MetricSchedule:
+class MetricSchedule(PhaseSchedule):
     """Metric-driven phases: leave phase p when `metrics[p]` has been >= `thresholds[p]` for
     `window` consecutive observed steps and the fraction is >= `min_fractions[p]`; leave it at
     `max_fractions[p]` regardless.
@@ -93,6 +123,7 @@ class MetricSchedule:
     phases (`phase_starts`, `streak`, `last_observed_step`) is saved in checkpoints.
     """
 
+    kind: ClassVar[str] = "metric"
     metric_names: tuple[str, ...] = ("format/exact_rate", "rewards/check_answer/raw")
     thresholds: tuple[float, ...] = (0.8, 1.5)
     window: int = 5
@@ -127,12 +158,6 @@ class MetricSchedule:
         if problems:
             raise ValueError("Invalid metric schedule: " + " ".join(problems))
 
-    def fraction(self, global_step: int, max_steps: int | None = None) -> float:
-        total = self.max_steps or max_steps
-        if not total:
-            return 0.0
-        return min(max(global_step / total, 0.0), 1.0)
-
     def _forced_start(self, phase: int, max_steps: int | None) -> int | None:
         """First step whose fraction reaches `max_fractions[phase]` (phase + 1 starts there at the latest)."""
         total = self.max_steps or max_steps
@@ -145,11 +170,6 @@ class MetricSchedule:
         while phase < len(self.metric_names) and self.fraction(global_step, max_steps) >= self.max_fractions[phase]:
             phase += 1
         return phase
-
-    def phase_of(self, trainer_state) -> int:
-        if trainer_state is None:
-            return 0
-        return self.phase(int(getattr(trainer_state, "global_step", 0)), getattr(trainer_state, "max_steps", None))
 
     def observe(self, global_step: int, metrics: dict[str, float], max_steps: int | None = None) -> None:
         """Feed the metrics of step `global_step` (0-based: the step whose rewards they are)."""
@@ -200,19 +220,13 @@ class MetricSchedule:
         return {"schedule": "metric", **state}
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> "MetricSchedule":
+    def from_dict(cls, state: dict[str, Any]) -> MetricSchedule:
         return cls(**{key: value for key, value in state.items() if key != "schedule"})
 
-    def save(self, folder: str | Path) -> None:
-        save_schedule(self, folder)
 
-    @classmethod
-    def load(cls, folder: str | Path):
-        return load_schedule(folder)
-
-
-Schedule = ProgressSchedule | MetricSchedule
-_SCHEDULE_CLASSES = {"progress": ProgressSchedule, "metric": MetricSchedule}
+Schedule = PhaseSchedule  # the name the rest of the package annotates with
+SCHEDULE_KINDS: dict[str, type[PhaseSchedule]] = {"progress": ProgressSchedule, "metric": MetricSchedule}
+SCHEDULES = tuple(SCHEDULE_KINDS)
 
 
 def save_schedule(schedule: Schedule, folder: str | Path) -> None:
@@ -229,9 +243,9 @@ def load_schedule(folder: str | Path) -> Schedule | None:
         return None
     state = json.loads(path.read_text())
     kind = state.get("schedule", "progress")
-    if kind not in _SCHEDULE_CLASSES:
-        raise ValueError(f"{path} holds an unknown schedule {kind!r}. Known: {', '.join(SCHEDULES)}.")
-    return _SCHEDULE_CLASSES[kind].from_dict(state)
+    if kind not in SCHEDULE_KINDS:
+        raise ValueError(f"{path} holds an unknown schedule {kind!r}. Known: {', '.join(SCHEDULE_KINDS)}.")
+    return SCHEDULE_KINDS[kind].from_dict(state)
 
 
 def make_schedule(config) -> Schedule:
