@@ -12,16 +12,6 @@ from trl import GRPOTrainer
 from phasegrpo.config import Config
 from phasegrpo.kl import DomainKLMixin, PerSampleBeta
 
-
-@pytest.fixture(autouse=True)
-def _restore_reward_values():
-    """train() and the CLI install the run's reward table globally; leave the default for other tests."""
-    from phasegrpo.rewards import reward_values, set_reward_values
-
-    previous = reward_values()
-    yield
-    set_reward_values(previous)
-
 BETA = 0.1
 
 

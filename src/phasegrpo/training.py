@@ -304,6 +304,7 @@ def build_router(config: Config, schedule: Schedule | None = None, reward_functi
         phase_rewards=config.phase_rewards,
         reward_weights=config.reward_weights,
         domain_scales=config.domain_scales,
+        reward_values=config.reward_values,
         schedule=schedule or make_schedule(config),
     )
 
@@ -407,12 +408,8 @@ def train(
     `reward_functions` registers your own rewards by name (enable them in `config.phase_rewards`);
     `callbacks` are extra transformers TrainerCallbacks.
     """
-    from phasegrpo.rewards import reward_values_from, use_reward_values
-
     config.validate()
-    # The config's reward table holds for this run only; a notebook's next call starts clean.
-    with use_reward_values(reward_values_from(config.reward_values)):
-        return _train(config, resume, overwrite, allow_max_steps_change, model, tokenizer, reward_functions, callbacks, show_progress)
+    return _train(config, resume, overwrite, allow_max_steps_change, model, tokenizer, reward_functions, callbacks, show_progress)
 
 
 def _train(config, resume, overwrite, allow_max_steps_change, model, tokenizer, reward_functions, callbacks, show_progress) -> RunResult:
@@ -455,7 +452,7 @@ def _train(config, resume, overwrite, allow_max_steps_change, model, tokenizer, 
         )
         if config.worked_example:
             eval_rows = add_worked_examples(eval_rows)
-        _evaluate_into(run_dir / "eval_before.json", "before training", model, tokenizer, eval_rows, config)
+        _evaluate_into(run_dir / "eval_before.json", "before training", model, tokenizer, eval_rows, config, router)
     trainer_ref: dict = {}
     callback = RunCallback(run_dir, router, trainer_ref, show_progress=show_progress)
     trainer = PhaseGRPOTrainer(
@@ -486,7 +483,7 @@ def _train(config, resume, overwrite, allow_max_steps_change, model, tokenizer, 
         else:
             adapter_dir = save_adapter(trainer, run_dir)
             if eval_rows is not None:
-                _evaluate_into(run_dir / "eval_after.json", "after training", trainer.model, tokenizer, eval_rows, config)
+                _evaluate_into(run_dir / "eval_after.json", "after training", trainer.model, tokenizer, eval_rows, config, router)
         from phasegrpo.report import write_report
 
         report = write_report(run_dir)
@@ -494,11 +491,11 @@ def _train(config, resume, overwrite, allow_max_steps_change, model, tokenizer, 
     return RunResult(run_dir, trainer.state.global_step, callback.is_interrupted, adapter_dir)
 
 
-def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Config) -> None:
+def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Config, router: RewardRouter) -> None:
     from phasegrpo.evaluation import evaluate_rows, format_table
 
     was_training = model.training
-    result = evaluate_rows(model, tokenizer, rows, max_new_tokens=config.max_completion_length, domain_scales=config.domain_scales)
+    result = evaluate_rows(model, tokenizer, rows, max_new_tokens=config.max_completion_length, router=router)
     model.train(was_training)
     run_folder.write_json_atomic(path, result)
     print(f"\nEval {label} ({len(rows)} held-out rows, greedy, {result['seconds']:.0f} s):\n{format_table(result['summary'])}", flush=True)
