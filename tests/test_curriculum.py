@@ -19,16 +19,6 @@ from phasegrpo.curriculum import (
     save_schedule,
 )
 
-
-@pytest.fixture(autouse=True)
-def _restore_reward_values():
-    """train() and the CLI install the run's reward table globally; leave the default for other tests."""
-    from phasegrpo.rewards import reward_values, set_reward_values
-
-    previous = reward_values()
-    yield
-    set_reward_values(previous)
-
 EXACT = "format/exact_rate"
 CORRECT = "rewards/check_answer/raw"
 

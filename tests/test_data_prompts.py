@@ -91,7 +91,7 @@ def test_worked_example_is_a_solved_turn_of_the_same_domain_before_the_question(
     answers = {"math": "7", "logic": "yes", "science": "B", "code": ""}
     tests = {"code": ["assert double(3) == 6"]}.get(domain, [])
     score = rewards.check_answer([reply], prompts=[example_prompt], domain=[domain], answer=[answers[domain]], tests=[tests], setup_code=[""])
-    assert score == [rewards.reward_values().correct_reward]  # the example itself is right
-    assert rewards.match_format_exactly([reply]) == [rewards.reward_values().exact_format_reward]
+    assert score == [rewards.DEFAULT_REWARD_VALUES.correct_reward]  # the example itself is right
+    assert rewards.match_format_exactly([reply]) == [rewards.DEFAULT_REWARD_VALUES.exact_format_reward]
     with pytest.raises(ValueError, match="No worked example"):
         with_worked_example(row["prompt"], "poetry")

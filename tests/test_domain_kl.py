@@ -15,16 +15,6 @@ from phasegrpo.training import domain_kl
 from phasegrpo.training.trainer import PhaseGRPOTrainer
 from phasegrpo.training.trl_compat import PerSampleBeta
 
-
-@pytest.fixture(autouse=True)
-def _restore_reward_values():
-    """train() and the CLI install the run's reward table globally; leave the default for other tests."""
-    from phasegrpo.rewards import reward_values, set_reward_values
-
-    previous = reward_values()
-    yield
-    set_reward_values(previous)
-
 BETA = 0.1
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from phasegrpo import evaluation
+from phasegrpo import evaluation, sandbox
 from phasegrpo.evaluation import evaluate_rows, format_table, load_eval_rows, pass_at_k, summarize
 from phasegrpo.formats import render
 from phasegrpo.router import RewardRouter
@@ -93,10 +94,10 @@ def test_numbers_are_right_for_scripted_completions(monkeypatch, tiny, rows):
     assert summary["overall"]["accuracy"] == 0.25 and summary["overall"]["refusal_rate"] == 0.25
     lengths = [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
     assert summary["overall"]["mean_completion_tokens"] == pytest.approx(sum(lengths) / 4)
-    # The total reward is the router's score with every reward on (the last phase).
+    # The total reward is the reference router's score at the end of training (the last phase).
     router = RewardRouter()
     expected = router(
-        prompts=subset["prompt"], completions=texts, trainer_state=evaluation._FinalPhase(),
+        prompts=subset["prompt"], completions=texts, trainer_state=SimpleNamespace(global_step=1, max_steps=1),
         **{name: subset[name] for name in subset.column_names if name != "prompt"},
     )
     assert [s["reward"] for s in result["samples"]] == pytest.approx(expected)
@@ -104,6 +105,43 @@ def test_numbers_are_right_for_scripted_completions(monkeypatch, tiny, rows):
     assert summary["math"]["mean_reward"] == pytest.approx(sum(expected[:2]) / 2)
     assert expected[0] > expected[1] and expected[3] > expected[2]
     assert result["samples"][0]["question"] == questions[0] and result["samples"][0]["reference"] == answers[0]
+
+
+def test_scores_with_the_given_router_in_its_last_phase(monkeypatch, tiny, rows):
+    """A run's router: its own last phase, weights and reward values. Correctness and refusal are
+    still read when that phase leaves check_answer and punish_refusal off."""
+    model, tokenizer = tiny
+    math_rows = rows.filter(lambda row: row["domain"] == "math")
+    questions = [row["prompt"][-1]["content"] for row in math_rows]
+    texts = [render("Multiply.", math_rows[0]["answer"]), "I cannot help with that."]
+    _script(monkeypatch, tokenizer, {q: [t] for q, t in zip(questions, texts)})
+    router = RewardRouter(
+        phase_rewards=[["check_answer"], ["match_format_exactly"]],
+        reward_weights={"match_format_exactly": [1.0, 2.0]},
+        reward_values={"exact_format_reward": 1.5, "correct_reward": 2.0},
+    )
+    result = evaluate_rows(model, tokenizer, math_rows, max_new_tokens=64, router=router)
+    assert [s["reward"] for s in result["samples"]] == [2.0 * 1.5, 0.0]  # phase 1: weight 2 x exact format 1.5
+    assert [s["is_correct"] for s in result["samples"]] == [True, False]  # full credit is this table's 2.0
+    assert [s["is_refusal"] for s in result["samples"]] == [False, True]
+
+
+def test_code_runs_in_the_sandbox_once_per_completion(monkeypatch, tiny):
+    model, tokenizer = tiny
+    code_rows = load_eval_rows(source="synthetic", rows_per_domain=2, domains=("code",))
+    questions = [row["prompt"][-1]["content"] for row in code_rows]
+    texts = [render("Write it.", "```python\n" + (row["answer"] or "pass") + "\n```") for row in code_rows]
+    _script(monkeypatch, tokenizer, {q: [t] for q, t in zip(questions, texts)})
+    programs_run = []
+
+    def counting_run_programs(programs, **options):
+        programs_run.extend(programs)
+        return [sandbox.Verdict(len(program.tests), len(program.tests), "ok") for program in programs]
+
+    monkeypatch.setattr(sandbox, "run_programs", counting_run_programs)
+    result = evaluate_rows(model, tokenizer, code_rows, max_new_tokens=64, batch_size=2)
+    assert len(programs_run) == 2
+    assert [s["is_correct"] for s in result["samples"]] == [True, True]
 
 
 def test_pass_at_k_with_sampling(monkeypatch, tiny, rows):

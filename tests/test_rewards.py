@@ -22,10 +22,8 @@ from phasegrpo.rewards import (
     match_format_exactly,
     penalize_length_and_rambling,
     punish_refusal,
-    reward_values,
+    reward_functions,
     reward_values_from,
-    set_reward_values,
-    use_reward_values,
 )
 from phasegrpo.rewards.values import markdown_table
 
@@ -356,8 +354,8 @@ def test_check_answer_logic(answer, reference, expected):
 def test_hedges_earn_exactly_the_hedge_share(domain, answer, reference):
     """With a non-zero hedge share, a hedge that includes the right answer is told apart from a
     wrong answer (0) and a committed right one (full)."""
-    with use_reward_values({"hedge_fraction": 0.5}):
-        assert score(check_answer, reply(answer), domain=domain, answer=reference, prompts=SCIENCE_PROMPT) == 0.5 * FULL
+    hedging = reward_functions({"hedge_fraction": 0.5})["check_answer"]
+    assert score(hedging, reply(answer), domain=domain, answer=reference, prompts=SCIENCE_PROMPT) == 0.5 * FULL
 
 
 # --- check_answer: code (through the sandbox) ----------------------------------------------
@@ -513,25 +511,40 @@ def test_loops_are_penalized_by_the_ngram_detector():
 # --- the value table and its overrides ----------------------------------------------------
 
 
-def test_overrides_change_what_the_functions_return():
+def test_overrides_change_what_the_bound_functions_return_and_nothing_else():
     table = reward_values_from({"exact_format_reward": 1.5, "refusal_phrases": ["No way"], "correct_reward": 2})
     assert table.correct_reward == 2.0 and table.refusal_phrases == ("no way",)
-    with use_reward_values(table):
-        assert score(match_format_exactly, reply("72")) == 1.5
-        assert score(punish_refusal, "No way, do it yourself.") == V.refusal_penalty
-        assert score(punish_refusal, "I can't help with that.") == 0.0
-        assert score(check_answer, reply("72"), domain="math", answer="72") == 2.0
-    assert reward_values() is V
-    previous = set_reward_values(reward_values_from({"hedge_fraction": 0.25}))
-    try:
-        assert score(check_answer, reply("72 or 74"), domain="math", answer="72") == pytest.approx(0.25 * FULL)
-    finally:
-        set_reward_values(previous)
+    bound = reward_functions(table)
+    assert set(bound) == set(rewards.REWARD_FUNCTIONS) and all(bound[name].__name__ == name for name in bound)
+    assert score(bound["match_format_exactly"], reply("72")) == 1.5
+    assert score(bound["punish_refusal"], "No way, do it yourself.") == V.refusal_penalty
+    assert score(bound["punish_refusal"], "I can't help with that.") == 0.0
+    assert score(bound["check_answer"], reply("72"), domain="math", answer="72") == 2.0
+    # The module functions still use the defaults: binding changed no shared state.
+    assert score(match_format_exactly, reply("72")) == V.exact_format_reward
+    assert score(punish_refusal, "I can't help with that.") == V.refusal_penalty
+    assert score(check_answer, reply("72"), domain="math", answer="72") == FULL
+    # The keyword works on the module functions directly too.
+    hedging = reward_values_from({"hedge_fraction": 0.25})
+    assert check_answer([reply("72 or 74")], domain=["math"], answer=["72"], reward_values=hedging) == [pytest.approx(0.25 * FULL)]
 
 
-def test_use_reward_values_accepts_a_dict_of_overrides():
-    with use_reward_values({"soft_length_chars": 10}):
-        assert score(penalize_length_and_rambling, reply("72")) < 0.0
+def test_reward_functions_accepts_a_dict_of_overrides_and_defaults_to_the_module_functions():
+    assert score(reward_functions({"soft_length_chars": 10})["penalize_length_and_rambling"], reply("72")) < 0.0
+    assert reward_functions() == rewards.REWARD_FUNCTIONS
+    assert reward_functions({}) == rewards.REWARD_FUNCTIONS
+    assert reward_functions(V) == rewards.REWARD_FUNCTIONS
+
+
+def test_bound_functions_pickle_and_keep_their_values():
+    bound = reward_functions({"exact_format_reward": 1.5, "correct_reward": 2.0})
+    for name, function in bound.items():
+        restored = pickle.loads(pickle.dumps(function))
+        assert restored.__name__ == name
+    restored = pickle.loads(pickle.dumps(bound["match_format_exactly"]))
+    assert score(restored, reply("72")) == 1.5
+    restored = pickle.loads(pickle.dumps(bound["check_answer"]))
+    assert score(restored, reply("72"), domain="math", answer="72") == 2.0
 
 
 @pytest.mark.parametrize(
@@ -551,9 +564,11 @@ def test_bad_overrides_fail_clearly(overrides, message):
         reward_values_from(overrides)
 
 
-def test_set_reward_values_rejects_a_dict():
-    with pytest.raises(TypeError, match="reward_values_from"):
-        set_reward_values({"correct_reward": 1.0})
+def test_reward_functions_rejects_what_is_not_a_table():
+    with pytest.raises(TypeError, match="a mapping of overrides"):
+        reward_functions([("correct_reward", 1.0)])
+    with pytest.raises(ValueError, match="Unknown reward value"):
+        reward_functions({"correct_rewrd": 1.0})
 
 
 def test_the_documented_table_is_the_table():

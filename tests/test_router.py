@@ -13,16 +13,6 @@ from phasegrpo.config import REFERENCE_DOMAIN_SCALES
 from phasegrpo.curriculum import ProgressSchedule
 from phasegrpo.router import register_reward
 
-
-@pytest.fixture(autouse=True)
-def _restore_reward_values():
-    """train() and the CLI install the run's reward table globally; leave the default for other tests."""
-    from phasegrpo.rewards import reward_values, set_reward_values
-
-    previous = reward_values()
-    yield
-    set_reward_values(previous)
-
 CORRECT = "<reasoning>\n6 * 7 = 42\n</reasoning>\n<answer>\n42\n</answer>"
 WRONG = "<reasoning>\n6 * 7 = 41\n</reasoning>\n<answer>\n41\n</answer>"
 RAMBLING_CORRECT = "<reasoning>\n" + "Hmm, wait, let me re-check. 6 * 7 = 42. " * 80 + "\n</reasoning>\n<answer>\n42\n</answer>"
@@ -144,6 +134,55 @@ def test_mixed_domain_batch_scores_each_completion_with_its_own_domain():
     assert logged["domain/math/count"] == 2
 
 
+# --- reward values -----------------------------------------------------------------------
+def test_reward_values_are_the_routers_own():
+    """Overrides reach this router's rewards only: another router and the module functions keep the defaults."""
+    from phasegrpo import rewards
+
+    tuned = RewardRouter(reward_values={"exact_format_reward": 1.0})
+    assert score(tuned, [CORRECT], step=0) == [pytest.approx(1.0 + 2.0)]  # exact 1 + approx 4 x 0.5
+    assert score(RewardRouter(), [CORRECT], step=0) == [pytest.approx(3.0 + 2.0)]
+    assert rewards.match_format_exactly([CORRECT]) == [3.0]
+    assert tuned.reward_values.exact_format_reward == 1.0 and RewardRouter().reward_values == rewards.DEFAULT_REWARD_VALUES
+
+
+def test_from_config_carries_the_configs_reward_values():
+    from phasegrpo.config import preset
+
+    router = RewardRouter.from_config(preset("demo", reward_values={"correct_reward": 2.0}))
+    assert router.reward_values.correct_reward == 2.0
+    lines = {line.name: line for line in router.explain(CORRECT, MATH_ROW, phase=1).lines}
+    assert lines["check_answer"].raw == 2.0
+
+
+def test_bad_reward_values_fail_when_the_router_is_built():
+    with pytest.raises(ValueError, match="Unknown reward value"):
+        RewardRouter(reward_values={"refusal_penalti": -1.0})
+
+
+# --- score: one batch in an explicit phase ------------------------------------------------
+def test_score_in_a_phase_gives_the_totals_of_a_call_and_each_rewards_raw_values():
+    router = RewardRouter()
+    completions, domains = [CORRECT, WRONG, "I cannot help with that."], ["math", "logic", "math"]
+    columns = dict(domain=domains, answer=["42", "yes", "42"], tests=[[]] * 3, setup_code=[""] * 3)
+    scores = router.score(completions, phase=router.last_phase_index, prompts=[None] * 3, **columns)
+    assert scores.phase == 2 and set(scores.raw) == set(router.enabled_rewards(2))
+    assert scores.totals == router(prompts=[None] * 3, completions=completions, trainer_state=state(99), **columns)
+    assert scores.raw["check_answer"] == [3.0, 0.0, 0.0] and scores.raw["punish_refusal"] == [0.0, 0.0, -5.0]
+    assert scores.contributions["check_answer"] == [3.0, 0.0, 0.0]
+    assert scores.contributions["match_format_exactly"] == [pytest.approx(3.0), pytest.approx(3.0 * 0.7), 0.0]
+    assert set(router.score(completions, phase=0, **columns).raw) == set(router.enabled_rewards(0))
+
+
+def test_score_logs_nothing_and_leaves_the_last_metrics():
+    router = RewardRouter()
+    score(router, [CORRECT], step=50)
+    before = dict(router.last_metrics)
+    logged = {}
+    router.score([WRONG, WRONG], phase=2, domain=["logic"] * 2, answer=["yes"] * 2, log_metric=logged.__setitem__)
+    assert logged == {} and router.last_metrics == before and router.last_phase == 1
+
+
 # --- logging -----------------------------------------------------------------------------
 def test_logged_metrics_per_reward_overall_and_per_domain():
     router = RewardRouter()
@@ -203,6 +242,21 @@ def test_cli_rewards_explain(capsys):
     check_line = next(line for line in output.splitlines() if line.startswith("check_answer"))
     assert check_line.split()[1] == "yes"
     assert output.strip().splitlines()[-1].split()[-1] == "+5.000"  # format 3 + 2, wrong answer 0, scale 1
+
+
+def test_cli_rewards_explain_uses_the_runs_reward_values_and_changes_nothing_else(tmp_path, capsys):
+    import json
+
+    from phasegrpo import rewards
+    from phasegrpo.cli import main
+    from phasegrpo.config import preset
+
+    (tmp_path / "config.json").write_text(json.dumps(preset("demo", reward_values={"exact_format_reward": 1.0}).to_dict()))
+    code = main(["rewards", "explain", "--run-dir", str(tmp_path), "--completion", WRONG, "--domain", "math",
+                 "--answer", "42", "--step", "30", "--max-steps", "100"])
+    assert code == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].split()[-1] == "+3.000"  # format 1 + 2
+    assert rewards.match_format_exactly([WRONG]) == [3.0]
 
 
 # --- the advantage proof: TRL's real advantage computation --------------------------------

@@ -113,14 +113,19 @@ def test_existing_run_folder_is_not_silently_overwritten(tmp_path, tiny):
         train(tiny_config(tmp_path), model=model, tokenizer=tokenizer, show_progress=False)
 
 
-def test_a_runs_reward_overrides_do_not_outlive_the_run(tmp_path, tiny):
-    from phasegrpo.rewards import reward_values
+def test_a_runs_reward_values_score_its_run_and_do_not_outlive_it(tmp_path, tiny):
+    from phasegrpo.rewards import penalize_length_and_rambling
 
     model, tokenizer = tiny
-    before = reward_values()
-    config = tiny_config(tmp_path, max_steps=1, reward_values={"refusal_penalty": -9.0})
-    train(config, model=model, tokenizer=tokenizer, reward_functions={"completion_length_reward": completion_length_reward}, show_progress=False)
-    assert reward_values() is before
+    # Any non-empty reply costs the capped -7 with these values; the default table's worst is -3.5.
+    harsh = {"soft_length_chars": 0, "length_penalty_per_100_chars": -1000.0, "length_penalty_max": -7.0}
+    config = tiny_config(tmp_path, max_steps=1, reward_values=harsh,
+                         phase_rewards=[["penalize_length_and_rambling", "completion_length_reward"]] * 3)
+    result = train(config, model=model, tokenizer=tokenizer, reward_functions={"completion_length_reward": completion_length_reward},
+                   show_progress=False)
+    records, _ = run_folder.read_jsonl(result.run_dir / "metrics.jsonl")
+    assert records[0]["reward_raw"]["penalize_length_and_rambling"] < -3.5
+    assert penalize_length_and_rambling(["A short reply."]) == [0.0]  # the module function keeps the defaults
 
 
 @pytest.mark.parametrize("worked_example, roles", [(True, ["system", "user", "assistant", "user"]), (False, ["system", "user"])])

@@ -211,10 +211,7 @@ def _rewards_explain(args) -> int:
     completion = args.completion
     if completion.startswith("@"):
         completion = sys.stdin.read() if completion == "@-" else Path(completion[1:]).read_text()
-    from phasegrpo.rewards import reward_values_from, set_reward_values
-
-    set_reward_values(reward_values_from(config.reward_values))
-    router = RewardRouter.from_config(config, schedule=schedule)
+    router = RewardRouter.from_config(config, schedule=schedule)  # carries the config's reward values
     row = {"domain": args.domain, "answer": args.answer, "tests": list(args.tests), "setup_code": args.setup_code}
     explanation = router.explain(completion, row, step=args.step, max_steps=args.max_steps or config.max_steps)
     print(explanation.table())

@@ -7,31 +7,26 @@ total reward, per domain and overall; greedy by default, pass@k with sampling as
     print(format_table(result["summary"]))
 
 A result is `{"summary": {group: numbers}, "samples": [...], "settings": {...}, "seconds": s}`;
-the groups are "overall" then each domain. The total reward is the router's score in the last
-phase (every reward on), so before/after numbers compare like with like.
+the groups are "overall" then each domain. The total reward is the router's score in its last
+phase (a run's own router: its phase rewards, weights, domain scales and reward values), so
+before/after numbers compare like with like.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from phasegrpo.config import REFERENCE_DOMAIN_SCALES
 from phasegrpo.formats import is_exact_format
 from phasegrpo.generation import sample_completions
 
+if TYPE_CHECKING:
+    from phasegrpo.router import RewardRouter, Scores
+
 METRICS = ("accuracy", "exact_format_rate", "refusal_rate", "mean_completion_tokens", "mean_reward")
 """The per-group numbers of a summary, in table order (pass@k columns follow when sampled)."""
-
-
-@dataclass
-class _FinalPhase:
-    """A stand-in trainer state in the last phase, so the total reward counts every reward."""
-
-    global_step: int = 1
-    max_steps: int = 1
 
 
 def evaluate_rows(
@@ -41,14 +36,15 @@ def evaluate_rows(
     *,
     max_new_tokens: int,
     batch_size: int = 8,
-    domain_scales=None,
+    router: RewardRouter | None = None,
     samples_per_row: int = 1,
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
     show_progress: bool = False,
 ) -> dict:
-    """Completions for `rows` (a datasets.Dataset of contract rows), scored by the rewards.
+    """Completions for `rows` (a datasets.Dataset of contract rows), scored by `router` in its last
+    phase (default: the reference `RewardRouter()`; pass a run's router to score as that run does).
 
     Greedy (`temperature=0`) gives one completion per row. With `temperature > 0` each row gets
     `samples_per_row` sampled completions and the summary adds pass@k for k = 1, 2, 4, ... up
@@ -71,7 +67,7 @@ def evaluate_rows(
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed) if temperature > 0 else None
     # Every (row, sample) pair, row-major, so a batch holds the k samples of a row together.
     jobs = [(row, sample) for row in range(len(rows)) for sample in range(samples_per_row)]
-    scorer = _Scorer(domain_scales)
+    scorer = _Scorer(router)
     was_training = model.training
     model.eval()
     samples: list[dict] = []
@@ -91,7 +87,7 @@ def evaluate_rows(
             )
             texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
             scored = scorer(batch, texts, [len(ids) for ids in completion_ids])
-            for (row, sample_index), sample in zip(batch_jobs, scored):
+            for (row, sample_index), sample in zip(batch_jobs, scored, strict=True):
                 samples.append({"row": row, "sample": sample_index, **sample})
             if progress is not None:
                 progress.update(len(batch_jobs))
@@ -112,22 +108,21 @@ def evaluate_rows(
 
 
 class _Scorer:
-    """Scores a batch of completions the way training does, with every reward on."""
+    """Scores a batch of completions the way training does in its last phase, and reads off
+    correctness and refusal (from the same scoring when that phase enables those rewards)."""
 
-    def __init__(self, domain_scales=None):
-        from phasegrpo import rewards
+    def __init__(self, router: RewardRouter | None = None):
         from phasegrpo.router import RewardRouter
 
-        self.rewards = rewards
-        self.router = RewardRouter(domain_scales=domain_scales or REFERENCE_DOMAIN_SCALES)
-        self.full_credit = rewards.reward_values().correct_reward
+        self.router = router if router is not None else RewardRouter()
+        self.full_credit = self.router.reward_values.correct_reward
 
     def __call__(self, batch, texts: list[str], token_counts: list[int]) -> list[dict]:
         columns = {name: batch[name] for name in batch.column_names if name != "prompt"}
-        kwargs = dict(prompts=batch["prompt"], completions=texts, **columns)
-        correctness = self.rewards.check_answer(**kwargs)
-        refusal = self.rewards.punish_refusal(**kwargs)
-        totals = self.router(trainer_state=_FinalPhase(), **kwargs)
+        scores = self.router.score(texts, phase=self.router.last_phase_index, prompts=batch["prompt"], **columns)
+        correctness = self._raw(scores, "check_answer", texts, batch["prompt"], columns)
+        refusal = self._raw(scores, "punish_refusal", texts, batch["prompt"], columns)
+        totals = scores.totals
         ids = columns.get("id") or [""] * len(texts)
         answers = columns.get("answer") or [""] * len(texts)
         return [
@@ -145,6 +140,13 @@ class _Scorer:
             }
             for index, text in enumerate(texts)
         ]
+
+    def _raw(self, scores: Scores, name: str, texts: list[str], prompts, columns: dict) -> list[float]:
+        """Reward `name`'s raw values: from `scores` when the phase enabled it, else computed alone
+        (so code runs in the sandbox once per completion either way)."""
+        if name in scores.raw:
+            return scores.raw[name]
+        return self.router.reward_functions[name](completions=texts, prompts=prompts, **columns)
 
 
 def summarize(samples: list[dict]) -> dict:

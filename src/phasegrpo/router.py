@@ -5,8 +5,10 @@
 
 The router is itself a TRL reward function. Every call logs, through TRL's `log_metric`
 keyword, the phase, each reward's mean raw value and contribution (overall and per domain),
-each domain's total and the exact-format share; `explain` shows the same arithmetic for one
-completion.
+each domain's total and the exact-format share; `score` does the arithmetic for a batch in a
+given phase (evaluation uses it in the last phase) and `explain` shows it for one completion.
+The reference rewards score with the router's own table (`reward_values`), bound by
+`phasegrpo.rewards.reward_functions`.
 
 Keep the domain scale alive in training: TRL's default `scale_rewards="group"` divides each
 group (one prompt, so one domain) by its own std and cancels the scale. phasegrpo trains with
@@ -20,10 +22,13 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from phasegrpo import metric_keys, rewards
 from phasegrpo.config import REFERENCE_DOMAIN_SCALES, REFERENCE_PHASE_REWARDS
 from phasegrpo.curriculum import ProgressSchedule, Schedule
 from phasegrpo.formats import completion_text, is_exact_format
+from phasegrpo.rewards import RewardValues
 
 RewardFunction = Callable[..., list]
 
@@ -46,10 +51,15 @@ def register_reward(name: str, function: RewardFunction | None = None):
     return register(function) if function is not None else register
 
 
-def reference_reward_functions() -> dict[str, RewardFunction]:
-    from phasegrpo.rewards import REWARD_FUNCTIONS
+@dataclass(frozen=True)
+class Scores:
+    """A batch scored in one phase: the totals, and each enabled reward's raw values and
+    contributions (weighted, domain-scaled), one per completion."""
 
-    return dict(REWARD_FUNCTIONS)
+    phase: int
+    totals: list[float]
+    raw: dict[str, list[float]]
+    contributions: dict[str, list[float]]
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ class Explanation:
 
         def render(row) -> str:
             return "  ".join(str(cell).ljust(width) if column == 0 else str(cell).rjust(width)
-                             for column, (cell, width) in enumerate(zip(row, widths)))
+                             for column, (cell, width) in enumerate(zip(row, widths, strict=True)))
 
         rule = "  ".join("-" * width for width in widths)
         steps = f"step {self.step}/{self.max_steps}" if self.max_steps else f"step {self.step}"
@@ -120,8 +130,12 @@ class RewardRouter:
         domain_scales: Mapping[str, float] = REFERENCE_DOMAIN_SCALES,
         schedule: Schedule | None = None,
         reward_functions: Mapping[str, RewardFunction] | None = None,
+        reward_values: RewardValues | Mapping[str, Any] | None = None,
     ):
-        self.reward_functions = dict(reference_reward_functions())
+        """`reward_values` is the reference rewards' table: a `RewardValues`, overrides of the
+        defaults by name (as `config.reward_values`), or None for the defaults."""
+        self.reward_values = rewards.as_reward_values(reward_values)
+        self.reward_functions = rewards.reward_functions(self.reward_values)
         self.reward_functions.update(_REGISTERED_REWARDS)
         self.reward_functions.update(reward_functions or {})
         self.phase_rewards = [tuple(names) for names in phase_rewards]
@@ -134,14 +148,16 @@ class RewardRouter:
         self.last_phase = 0
 
     @classmethod
-    def from_config(cls, config, schedule: Schedule | None = None, **kwargs) -> "RewardRouter":
-        """The router of a run `config` (phase_rewards, reward_weights, domain_scales, phase schedule)."""
+    def from_config(cls, config, schedule: Schedule | None = None, **kwargs) -> RewardRouter:
+        """The router of a run `config` (phase_rewards, reward_weights, domain_scales, reward_values,
+        phase schedule)."""
         from phasegrpo.curriculum import make_schedule
 
         return cls(
             phase_rewards=config.phase_rewards,
             reward_weights=config.reward_weights,
             domain_scales=config.domain_scales,
+            reward_values=config.reward_values,
             schedule=schedule or make_schedule(config),
             **kwargs,
         )
@@ -171,33 +187,53 @@ class RewardRouter:
     def enabled_rewards(self, phase: int) -> tuple[str, ...]:
         return self.phase_rewards[min(phase, len(self.phase_rewards) - 1)]
 
-    def __call__(self, prompts=None, completions=None, trainer_state=None, **kwargs) -> list[float]:
+    @property
+    def last_phase_index(self) -> int:
+        """The index of the last phase: evaluation scores in it (in the reference setup every reward is on there)."""
+        return len(self.phase_rewards) - 1
+
+    def score(self, completions, *, phase: int, prompts=None, **columns) -> Scores:
+        """Scores a batch in `phase` (no schedule, no metrics): each enabled reward's raw values
+        and contributions, and the totals. `columns` are the row columns as lists (`domain`,
+        `answer`, ...) plus anything to hand on to the reward functions (`trainer_state`, ...)."""
         completions = list(completions or [])
         count = len(completions)
-        phase = self.schedule.phase_of(trainer_state)
-        domains = [domain or "unknown" for domain in (kwargs.get("domain") or [None] * count)]
-        scales = [self.scale(domain) for domain in domains]
+        scales = [self.scale(domain) for domain in _domains(columns, count)]
         totals = [0.0] * count
-        metrics: dict[str, float] = {"phase": float(phase), **self.schedule.metrics()}
+        raw_by_name: dict[str, list[float]] = {}
+        contributions_by_name: dict[str, list[float]] = {}
         for name in self.enabled_rewards(phase):
-            raw = self.reward_functions[name](completions=completions, prompts=prompts, trainer_state=trainer_state, **kwargs)
+            raw = self.reward_functions[name](completions=completions, prompts=prompts, **columns)
             raw = [_finite(value) for value in raw]
             weight = self.weight(name, phase)
-            contributions = [weight * value * scale for value, scale in zip(raw, scales)]
-            totals = [total + contribution for total, contribution in zip(totals, contributions)]
-            metrics[f"rewards/{name}/raw"] = _mean(raw)
-            metrics[f"rewards/{name}/contribution"] = _mean(contributions)
-            for domain, indices in _indices_by_domain(domains).items():
-                metrics[f"rewards/{name}/{domain}/raw"] = _mean([raw[index] for index in indices])
-                metrics[f"rewards/{name}/{domain}/contribution"] = _mean([contributions[index] for index in indices])
+            contributions = [weight * value * scale for value, scale in zip(raw, scales, strict=False)]
+            totals = [total + contribution for total, contribution in zip(totals, contributions, strict=False)]
+            raw_by_name[name], contributions_by_name[name] = raw, contributions
+        return Scores(phase, totals, raw_by_name, contributions_by_name)
+
+    def __call__(self, prompts=None, completions=None, trainer_state=None, **kwargs) -> list[float]:
+        completions = list(completions or [])
+        phase = self.schedule.phase_of(trainer_state)
+        scores = self.score(completions, phase=phase, prompts=prompts, trainer_state=trainer_state, **kwargs)
+        domains = _domains(kwargs, len(completions))
+        totals = scores.totals
+        metrics: dict[str, float] = {metric_keys.PHASE: float(phase), **self.schedule.metrics()}
+        by_domain = _indices_by_domain(domains)
+        for name, raw in scores.raw.items():
+            contributions = scores.contributions[name]
+            metrics[metric_keys.reward(name, "raw")] = _mean(raw)
+            metrics[metric_keys.reward(name, "contribution")] = _mean(contributions)
+            for domain, indices in by_domain.items():
+                metrics[metric_keys.reward(name, "raw", domain)] = _mean([raw[index] for index in indices])
+                metrics[metric_keys.reward(name, "contribution", domain)] = _mean([contributions[index] for index in indices])
         is_exact = [float(is_exact_format(completion_text(completion))) for completion in completions]
-        metrics["format/exact_rate"] = _mean(is_exact)
-        for domain, indices in _indices_by_domain(domains).items():
-            metrics[f"domain/{domain}/reward"] = _mean([totals[index] for index in indices])
-            metrics[f"domain/{domain}/count"] = float(len(indices))
-            metrics[f"domain/{domain}/exact_rate"] = _mean([is_exact[index] for index in indices])
+        metrics[metric_keys.EXACT_FORMAT_RATE] = _mean(is_exact)
+        for domain, indices in by_domain.items():
+            metrics[metric_keys.domain_stat(domain, "reward")] = _mean([totals[index] for index in indices])
+            metrics[metric_keys.domain_stat(domain, "count")] = float(len(indices))
+            metrics[metric_keys.domain_stat(domain, "exact_rate")] = _mean([is_exact[index] for index in indices])
         self.last_metrics, self.last_phase = metrics, phase
-        self.last_batch = ScoredBatch(list(prompts or [None] * count), completions, domains, totals, phase)
+        self.last_batch = ScoredBatch(list(prompts or [None] * len(completions)), completions, domains, totals, phase)
         log_metric = kwargs.get("log_metric")  # TRL passes this; values land in its logged metrics
         if callable(log_metric):
             for name, value in metrics.items():
@@ -229,6 +265,11 @@ class RewardRouter:
             lines.append(RewardLine(name, is_enabled, raw, weight, scale, weight * raw * scale if is_enabled else 0.0))
         total = sum(line.contribution for line in lines)
         return Explanation(domain, step, max_steps, phase, tuple(lines), total)
+
+
+def _domains(columns: Mapping, count: int) -> list[str]:
+    """The `domain` column, "unknown" where a row has none."""
+    return [domain or "unknown" for domain in (columns.get("domain") or [None] * count)]
 
 
 def _indices_by_domain(domains: Sequence[str]) -> dict[str, list[int]]:

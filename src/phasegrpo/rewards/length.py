@@ -6,7 +6,7 @@ import re
 
 from phasegrpo.formats import TAGS, extract_answer, text_after_answer
 from phasegrpo.rewards._common import column, normalize_phrase_text, phrase_matches, phrase_pattern, safe_reward
-from phasegrpo.rewards.values import RewardValues, reward_values
+from phasegrpo.rewards.values import DEFAULT_REWARD_VALUES, RewardValues
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"\w+")
@@ -71,13 +71,14 @@ def length_and_rambling_penalty(text: str, values: RewardValues, is_code: bool =
 
 
 @safe_reward
-def penalize_length_and_rambling(completions: list[str], **kwargs) -> list[float]:
+def penalize_length_and_rambling(
+    completions: list[str], reward_values: RewardValues = DEFAULT_REWARD_VALUES, **kwargs
+) -> list[float]:
     """0.0 for a concise, well-formed reply; negative for length beyond `soft_length_chars`
     (growing, capped), text after `</answer>`, rambling phrases, and repeated sentences or
     n-grams (outside the code, for `domain` "code"). Each part is capped, so the sum is bounded
     (see docs/rewards.md)."""
-    values = reward_values()
     return [
-        length_and_rambling_penalty(text, values, is_code=str(column(kwargs, "domain", index, "")).strip().casefold() == "code")
+        length_and_rambling_penalty(text, reward_values, is_code=str(column(kwargs, "domain", index, "")).strip().casefold() == "code")
         for index, text in enumerate(completions)
     ]

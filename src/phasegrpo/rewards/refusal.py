@@ -6,7 +6,7 @@ import re
 
 from phasegrpo.formats import TAGS, extract_answer, has_empty_answer
 from phasegrpo.rewards._common import normalize_phrase_text, phrase_matches, phrase_pattern, safe_reward
-from phasegrpo.rewards.values import RewardValues, reward_values
+from phasegrpo.rewards.values import DEFAULT_REWARD_VALUES, RewardValues
 
 # Markdown and quotes around a placeholder answer: "**N/A**", "'unknown'.".
 _EDGE_PUNCTUATION = re.compile(r"^[\s*_`\"'.(\[]+|[\s*_`\"'.!)\]]+$")
@@ -43,7 +43,8 @@ def is_refusal(text: str, values: RewardValues) -> bool:
 
 
 @safe_reward
-def punish_refusal(completions: list[str], **kwargs) -> list[float]:
+def punish_refusal(
+    completions: list[str], reward_values: RewardValues = DEFAULT_REWARD_VALUES, **kwargs
+) -> list[float]:
     """`refusal_penalty` for a refusal or an empty reply or answer, 0.0 otherwise."""
-    values = reward_values()
-    return [values.refusal_penalty if is_refusal(text, values) else 0.0 for text in completions]
+    return [reward_values.refusal_penalty if is_refusal(text, reward_values) else 0.0 for text in completions]

@@ -1,22 +1,16 @@
 """The reward table: every value, band and phrase list the five reward functions use.
 
 One frozen dataclass, `RewardValues`, with the reason for each number in its help text (the
-same table is in docs/rewards.md). The functions read the active table through
-`reward_values()`; a run applies its config's overrides with
-`set_reward_values(reward_values_from(config.reward_values))`, or temporarily with
-`use_reward_values(...)`.
-
-The active table is a module global: it is set in the process that calls the rewards (TRL
-calls them in the training process). A worker process started by `spawn` sees the defaults
-unless it applies the overrides itself.
+same table is in docs/rewards.md). Each reward function takes its table as the keyword
+`reward_values` (default `DEFAULT_REWARD_VALUES`); a run with other values builds its own
+functions with `phasegrpo.rewards.reward_functions(overrides)`, so no process-wide state changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,7 +249,6 @@ def markdown_table(values: RewardValues | None = None) -> str:
 
 
 DEFAULT_REWARD_VALUES = RewardValues()
-_active: RewardValues = DEFAULT_REWARD_VALUES
 
 
 def _coerce(name: str, default: Any, value: Any) -> Any:
@@ -290,27 +283,15 @@ def reward_values_from(overrides: Mapping[str, Any] | None = None, base: RewardV
     return dataclasses.replace(base, **coerced)
 
 
-def reward_values() -> RewardValues:
-    """The table the reward functions use right now."""
-    return _active
-
-
-def set_reward_values(values: RewardValues) -> RewardValues:
-    """Make `values` the active table for every later reward call; returns the previous one."""
-    global _active
-    if not isinstance(values, RewardValues):
-        raise TypeError(f"set_reward_values needs a RewardValues (see reward_values_from), got {type(values).__name__}.")
-    previous, _active = _active, values
-    return previous
-
-
-@contextmanager
-def use_reward_values(values: RewardValues | Mapping[str, Any]) -> Iterator[RewardValues]:
-    """Within the block the rewards use `values` (a table, or overrides of the defaults)."""
-    table = values if isinstance(values, RewardValues) else reward_values_from(values)
-    previous = set_reward_values(table)
-    try:
-        yield table
-    finally:
-        set_reward_values(previous)
-
+def as_reward_values(values: RewardValues | Mapping[str, Any] | None) -> RewardValues:
+    """The table `values` stands for: itself, overrides of the defaults (a mapping), or the defaults (None)."""
+    if values is None:
+        return DEFAULT_REWARD_VALUES
+    if isinstance(values, RewardValues):
+        return values
+    if isinstance(values, Mapping):
+        return reward_values_from(values)
+    raise TypeError(
+        f"Reward values must be a RewardValues, a mapping of overrides (name -> value) or None, "
+        f"got {type(values).__name__}."
+    )

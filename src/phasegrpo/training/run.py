@@ -82,7 +82,7 @@ def train(
     eval_rows = None
     if config.eval_before_after and not resume:
         eval_rows = _load_eval_rows(config)
-        _evaluate_into(run_dir / run_folder.EVAL_BEFORE_FILE, "before training", model, tokenizer, eval_rows, config)
+        _evaluate_into(run_dir / run_folder.EVAL_BEFORE_FILE, "before training", model, tokenizer, eval_rows, config, router)
     interrupt = StopOnInterrupt()
     run_callbacks = [MetricsFile(run_dir), SampleCompletions(run_dir, router), PhaseAnnouncer(router)]
     if show_progress:
@@ -114,7 +114,7 @@ def train(
         else:
             adapter_dir = save_adapter(trainer, run_dir)
             if eval_rows is not None:
-                _evaluate_into(run_dir / run_folder.EVAL_AFTER_FILE, "after training", trainer.model, tokenizer, eval_rows, config)
+                _evaluate_into(run_dir / run_folder.EVAL_AFTER_FILE, "after training", trainer.model, tokenizer, eval_rows, config, router)
         from phasegrpo.report import write_report
 
         report = write_report(run_dir)
@@ -170,11 +170,12 @@ def _load_eval_rows(config: Config):
     return add_worked_examples(rows) if config.worked_example else rows
 
 
-def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Config) -> None:
+def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Config, router: RewardRouter) -> None:
+    """Greedy held-out evaluation, scored by the run's own router in its last phase."""
     from phasegrpo.evaluation import evaluate_rows, format_table
 
     was_training = model.training
-    result = evaluate_rows(model, tokenizer, rows, max_new_tokens=config.max_completion_length, domain_scales=config.domain_scales)
+    result = evaluate_rows(model, tokenizer, rows, max_new_tokens=config.max_completion_length, router=router)
     model.train(was_training)
     run_folder.write_json_atomic(path, result)
     print(f"\nEval {label} ({len(rows)} held-out rows, greedy, {result['seconds']:.0f} s):\n{format_table(result['summary'])}", flush=True)
