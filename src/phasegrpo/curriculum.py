@@ -150,7 +150,7 @@ class MetricSchedule(PhaseSchedule):
             )
         if self.window < 1:
             problems.append(f"window must be >= 1 step, got {self.window}.")
-        for index, (low, high) in enumerate(zip(self.min_fractions, self.max_fractions)):
+        for index, (low, high) in enumerate(zip(self.min_fractions, self.max_fractions, strict=False)):
             if not 0 <= low <= high <= 1:
                 problems.append(f"transition {index}: need 0 <= min_fraction <= max_fraction <= 1, got {low} and {high}.")
         if list(self.max_fractions) != sorted(self.max_fractions):

@@ -97,7 +97,7 @@ class SampleCompletions(TrainerCallback):
             return
         try:
             seen: set[str] = set()
-            for prompt, completion, domain, reward in zip(batch.prompts, batch.completions, batch.domains, batch.totals):
+            for prompt, completion, domain, reward in zip(batch.prompts, batch.completions, batch.domains, batch.totals, strict=False):
                 if domain in seen:
                     continue
                 seen.add(domain)

@@ -42,7 +42,7 @@ def kl_sums_by_domain(per_token_kl: torch.Tensor, mask: torch.Tensor, domain_ind
 def domain_kl_metrics(totals: torch.Tensor, names: Sequence[str]) -> dict[str, float]:
     """`domain/<domain>/kl` for every slot with tokens, from (summed KL, token count) rows."""
     metrics = {}
-    for name, (kl_sum, token_count) in zip((*names, OTHER_DOMAIN), totals.tolist()):
+    for name, (kl_sum, token_count) in zip((*names, OTHER_DOMAIN), totals.tolist(), strict=True):
         if token_count > 0:
             metrics[metric_keys.domain_stat(name, "kl")] = kl_sum / token_count
     return metrics
