@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from phasegrpo.config import REFERENCE_DOMAIN_SCALES
 from phasegrpo.formats import is_exact_format
 from phasegrpo.generation import sample_completions
 
@@ -119,7 +118,7 @@ class _Scorer:
         from phasegrpo.router import RewardRouter
 
         self.rewards = rewards
-        self.router = RewardRouter(domain_scales=domain_scales or REFERENCE_DOMAIN_SCALES)
+        self.router = RewardRouter(domain_scales=domain_scales or None)  # None: the registry's scales
         self.full_credit = rewards.reward_values().correct_reward
 
     def __call__(self, batch, texts: list[str], token_counts: list[int]) -> list[dict]:
@@ -197,8 +196,9 @@ def load_eval_rows(*, source: str, rows_per_domain: int, data_dir: str | None = 
     from datasets import concatenate_datasets
 
     from phasegrpo.data import load_mixture
+    from phasegrpo.domains import domain_names
 
-    weights = {domain: 1.0 for domain in (domains or ("math", "code", "science", "logic"))}
+    weights = {domain: 1.0 for domain in (domains or domain_names())}
     by_domain = load_mixture(
         weights, source="synthetic" if source == "synthetic" else None, split="test",
         data_dir=data_dir or None, limit=rows_per_domain, seed=seed,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from phasegrpo.config import DOMAINS
+from phasegrpo.domains import domain_names
 
 
 class PerSampleBeta:
@@ -60,7 +60,7 @@ class DomainKLMixin:
     """
 
     domain_betas: dict[str, float] = {}
-    kl_domains: tuple[str, ...] = DOMAINS
+    kl_domains = property(lambda self: domain_names())  # read when used: registered domains are logged too
 
     def kl_betas_for(self, domains: list[str | None]) -> torch.Tensor:
         """The KL coefficient of each sample, from its domain."""
