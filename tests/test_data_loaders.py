@@ -6,8 +6,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-from phasegrpo.data import COLUMNS, DEFAULT_WEIGHTS, load_domain, load_mixture
+from phasegrpo.data import COLUMNS, load_domain, load_mixture
 from phasegrpo.data.loading import files_for_split
+from phasegrpo.domains import reference_weights
 from phasegrpo.sandbox import Program, run_programs
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -41,7 +42,7 @@ def test_gsm8k_answer_is_the_number_after_hashes(data, split):
     dataset = load_domain("math", data_files=data / "gsm8k" / f"{split}.jsonl", split=split)
     check_contract(dataset, "math", 300)
     raw = raw_rows(data / "gsm8k" / f"{split}.jsonl")
-    for row, source in zip(dataset, raw):
+    for row, source in zip(dataset, raw, strict=True):
         assert row["answer"] == source["answer"].split("####")[-1].strip().replace(",", "")
         assert float(row["answer"]) == float(row["answer"])
         assert source["question"] in user_text(row)
@@ -53,7 +54,7 @@ def test_gsm8k_answer_is_the_number_after_hashes(data, split):
 def test_mbpp_full_keeps_tests_setup_and_reference(data):
     dataset = load_domain("code", data_files=data / "mbpp" / "test.jsonl", split="test")
     check_contract(dataset, "code", 300)
-    for row, source in zip(dataset, raw_rows(data / "mbpp" / "test.jsonl")):
+    for row, source in zip(dataset, raw_rows(data / "mbpp" / "test.jsonl"), strict=True):
         assert row["tests"] == source["test_list"]
         assert row["setup_code"] == source["test_setup_code"]
         assert row["answer"] == source["code"].replace("\r\n", "\n")
@@ -67,7 +68,7 @@ def test_mbpp_sanitized_takes_setup_from_test_imports(data):
     check_contract(dataset, "code", 257)
     raw = raw_rows(data / "mbpp" / "sanitized_test.jsonl")
     with_imports = 0
-    for row, source in zip(dataset, raw):
+    for row, source in zip(dataset, raw, strict=True):
         assert row["tests"] == source["test_list"]
         assert row["setup_code"] == "\n".join(source["test_imports"])
         with_imports += bool(source["test_imports"])
@@ -85,7 +86,7 @@ def test_arc_maps_numeric_labels_to_letters(data):
     dataset = load_domain("science", data_files=data / "arc_easy" / "test.jsonl", split="test")
     check_contract(dataset, "science", 300)
     numeric = three = 0
-    for row, source in zip(dataset, raw_rows(data / "arc_easy" / "test.jsonl")):
+    for row, source in zip(dataset, raw_rows(data / "arc_easy" / "test.jsonl"), strict=True):
         labels, texts = source["choices"]["label"], source["choices"]["text"]
         position = labels.index(source["answerKey"])
         assert row["answer"] == "ABCDE"[position]
@@ -163,7 +164,7 @@ def test_hub_code_path_asks_for_the_reference_datasets(monkeypatch, data):
         return datasets.Dataset.from_list(raw_rows(data / samples[path])[:3])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    sizes = {domain: len(dataset) for domain, dataset in load_mixture(DEFAULT_WEIGHTS, split="test").items()}
+    sizes = {domain: len(dataset) for domain, dataset in load_mixture(reference_weights(), split="test").items()}
     assert sizes == {"math": 3, "code": 3, "science": 3, "logic": 3}
     assert calls == [
         ("openai/gsm8k", "main", "test"),
@@ -177,7 +178,7 @@ def test_hub_code_path_asks_for_the_reference_datasets(monkeypatch, data):
 
 def test_load_mixture_reads_a_data_dir_by_split(data):
     with pytest.warns(UserWarning) as caught:
-        loaded = load_mixture(DEFAULT_WEIGHTS, split="train", data_dir=data, limit=5)
+        loaded = load_mixture(reference_weights(), split="train", data_dir=data, limit=5)
     assert sorted(str(w.message).split(" has no")[0].split("/")[-1] for w in caught) == ["arc_easy", "mbpp"]
     assert any("arc_easy has no 'train' file; using test.jsonl" in str(w.message) for w in caught)
     assert list(loaded) == ["math", "code", "science", "logic"]
@@ -192,7 +193,7 @@ def test_load_mixture_reads_a_data_dir_by_split(data):
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: load_domain("poetry"), "Unknown domain 'poetry'. Available: math, code, science, logic."),
+        (lambda: load_domain("poetry"), "Unknown domain 'poetry'. Available: code, logic, math, science."),
         (lambda: load_domain("math", "mbpp"), "Unknown source 'mbpp' for domain 'math'. Available: hub, gsm8k, synthetic."),
         (lambda: load_domain("code", "github"), "Available: hub, mbpp, mbpp_sanitized, synthetic."),
         (lambda: load_domain("math", split="dev"), "openai/gsm8k has no split 'dev'. Available: train, test."),

@@ -5,7 +5,6 @@ from collections import Counter
 import pytest
 
 from phasegrpo.data import (
-    DEFAULT_WEIGHTS,
     AdaptiveMix,
     ConstantMix,
     DomainMixSampler,
@@ -15,12 +14,14 @@ from phasegrpo.data import (
     make_mix_schedule,
     normalize_weights,
 )
+from phasegrpo.domains import reference_weights
 
+REFERENCE_WEIGHTS = reference_weights()  # the default mix: math 0.35, code 0.30, science 0.20, logic 0.15
 # Unequal domain sizes, so proportions cannot come from the dataset's own make-up.
 DOMAINS_OF_ROWS = ["math"] * 300 + ["code"] * 40 + ["science"] * 500 + ["logic"] * 25
 
 
-def sampler(weights=DEFAULT_WEIGHTS, **options):
+def sampler(weights=REFERENCE_WEIGHTS, **options):
     options = {"mini_repeat_count": 2, "batch_size": 4, "repeat_count": 3, "seed": 7, **options}
     return DomainMixSampler(DOMAINS_OF_ROWS, weights, **options)
 
@@ -58,7 +59,7 @@ def test_default_length_is_one_pass_over_the_dataset_and_passes_continue():
 
 @pytest.mark.parametrize(
     "weights",
-    [DEFAULT_WEIGHTS, {"math": 1, "code": 1, "science": 1, "logic": 1}, {"math": 7, "logic": 3}, {"code": 0.05, "science": 0.95}],
+    [REFERENCE_WEIGHTS, {"math": 1, "code": 1, "science": 1, "logic": 1}, {"math": 7, "logic": 3}, {"code": 0.05, "science": 0.95}],
 )
 def test_mixing_proportions_over_10000_draws_within_2_percent(weights):
     mix = sampler(weights, mini_repeat_count=1, repeat_count=1, num_chunks=2500)
@@ -162,7 +163,7 @@ def test_bad_weights_are_clear_errors(weights, message):
 
 def test_bad_sampler_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="no rows of them"):
-        DomainMixSampler(["math"] * 10, DEFAULT_WEIGHTS, mini_repeat_count=2, batch_size=2)
+        DomainMixSampler(["math"] * 10, REFERENCE_WEIGHTS, mini_repeat_count=2, batch_size=2)
     with pytest.raises(ValueError, match="mini_repeat_count"):
         DomainMixSampler(["math"] * 10, {"math": 1}, mini_repeat_count=0, batch_size=2)
     with pytest.raises(ValueError, match="fewer than one batch"):

@@ -32,7 +32,7 @@ def trainer(tmp_path_factory):
     from peft import LoraConfig
     from tiny import tiny_model, tiny_tokenizer
 
-    from phasegrpo.data.prompts import math_prompt
+    from phasegrpo.domains.math import math_prompt
     from phasegrpo.training import grpo_args
 
     torch.set_num_threads(1)

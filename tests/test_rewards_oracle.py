@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from phasegrpo.data.prompts import science_prompt
+from phasegrpo.domains.science import science_prompt
 from phasegrpo.formats import render
 from phasegrpo.rewards import (
     DEFAULT_REWARD_VALUES as V,

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from phasegrpo import RewardRouter
-from phasegrpo.config import REFERENCE_DOMAIN_SCALES
 from phasegrpo.curriculum import ProgressSchedule
+from phasegrpo.domains import reference_scales
 from phasegrpo.router import register_reward
 
 CORRECT = "<reasoning>\n6 * 7 = 42\n</reasoning>\n<answer>\n42\n</answer>"
@@ -111,8 +111,8 @@ def test_user_rewards_by_name():
 @pytest.mark.parametrize("step", [0, 30, 80])
 def test_domain_scale_multiplies_every_reward(step):
     router = RewardRouter()
-    unscaled = RewardRouter(domain_scales={domain: 1.0 for domain in REFERENCE_DOMAIN_SCALES})
-    for domain, scale in REFERENCE_DOMAIN_SCALES.items():
+    unscaled = RewardRouter(domain_scales={domain: 1.0 for domain in reference_scales()})
+    for domain, scale in reference_scales().items():
         answer = "yes" if domain == "logic" else "42"
         completion = CORRECT.replace("42", answer) if domain != "math" else CORRECT
         scaled = score(router, [completion], step, domain=domain, answer=answer)[0]
@@ -271,12 +271,12 @@ def test_domain_scale_survives_trl_advantages(tmp_path, scale_rewards, expected_
     GRPOTrainer._generate_and_score_completions, math's advantages are twice logic's with
     phasegrpo's default scale_rewards="batch" (and with "none"); "group" normalises the scale away."""
     from datasets import Dataset
+    from tiny import tiny_model, tiny_tokenizer
     from trl import GRPOTrainer
 
     from phasegrpo.config import Config
-    from phasegrpo.data.prompts import math_prompt
+    from phasegrpo.domains.math import math_prompt
     from phasegrpo.training import grpo_args
-    from tiny import tiny_model, tiny_tokenizer
 
     torch.set_num_threads(1)
     tokenizer = tiny_tokenizer()

@@ -1,10 +1,15 @@
 """phasegrpo: multi-domain GRPO with a phase reward curriculum, on TRL's GRPOTrainer."""
 
+from typing import TYPE_CHECKING
+
 from phasegrpo.config import Config, preset
 from phasegrpo.router import RewardRouter
 
+if TYPE_CHECKING:
+    from phasegrpo.domains import Domain
+
 __version__ = "0.1.0"
-__all__ = ["Config", "RewardRouter", "preset", "train"]
+__all__ = ["Config", "RewardRouter", "preset", "register_domain", "train"]
 
 
 def train(config: Config, **kwargs):
@@ -12,3 +17,11 @@ def train(config: Config, **kwargs):
     from phasegrpo.training import train as run_training
 
     return run_training(config, **kwargs)
+
+
+def register_domain(domain: "Domain", *, replace: bool = False) -> "Domain":
+    """Make a `phasegrpo.domains.Domain` known everywhere; see `phasegrpo.domains.register_domain`."""
+    # Imported when called, as `train` is: the domains load datasets and torch, `import phasegrpo` does not.
+    from phasegrpo.domains import register_domain as register
+
+    return register(domain, replace=replace)

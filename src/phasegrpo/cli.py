@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="Show why one completion gets its score: every reward, enabled?, raw, weight, scale, contribution.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     explain.add_argument("--completion", required=True, help="The completion text, or @FILE to read it from a file ('@-': stdin).")
-    explain.add_argument("--domain", required=True, choices=["math", "code", "science", "logic"], help="The row's domain.")
+    explain.add_argument("--domain", required=True, help="The row's domain: math, code, science, logic, or a registered one.")
     explain.add_argument("--answer", default="", help="The row's reference answer.")
     explain.add_argument("--tests", action="append", default=[], help="Code only: an assert statement (repeat the flag).")
     explain.add_argument("--setup-code", default="", help="Code only: run before the tests.")
@@ -196,7 +196,10 @@ def _rewards_explain(args) -> int:
     from pathlib import Path
 
     from phasegrpo.config import from_dict, preset
+    from phasegrpo.domains import get_domain
     from phasegrpo.router import RewardRouter
+
+    get_domain(args.domain)  # an unknown domain is an error naming the known ones, not a silent 0
 
     schedule = None
     if args.run_dir:

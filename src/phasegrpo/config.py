@@ -11,9 +11,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-DOMAINS = ("math", "code", "science", "logic")
-REFERENCE_DOMAIN_WEIGHTS = {"math": 0.35, "code": 0.30, "science": 0.20, "logic": 0.15}
-REFERENCE_DOMAIN_SCALES = {"math": 1.0, "code": 1.2, "science": 0.8, "logic": 0.7}
 REWARD_NAMES = (
     "punish_refusal",
     "match_format_exactly",
@@ -30,9 +27,26 @@ REFERENCE_PHASE_REWARDS = (
 
 
 def _help(default: Any, text: str, **kwargs: Any) -> Any:
+    if callable(default):  # computed when a Config is made
+        return field(default_factory=default, metadata={"help": text, **kwargs})
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: json.loads(json.dumps(default)), metadata={"help": text, **kwargs})
     return field(default=default, metadata={"help": text, **kwargs})
+
+
+# The domain defaults come from the registry (phasegrpo.domains), read when a Config is made
+# and imported only then: loading the domains loads datasets and torch, which `phasegrpo
+# --help` and `phasegrpo report` do not need.
+def _default_domain_weights() -> dict[str, float]:
+    from phasegrpo.domains import reference_weights
+
+    return reference_weights()
+
+
+def _default_domain_scales() -> dict[str, float]:
+    from phasegrpo.domains import reference_scales
+
+    return reference_scales()
 
 
 @dataclass(frozen=True)
@@ -49,7 +63,7 @@ class Config:
     # --- data ----------------------------------------------------------------------------
     data_source: str = _help("hub", "'hub' (the four reference datasets) or 'synthetic' (generated offline).")
     data_dir: str = _help("", "Folder with local files in the Hub schema (<dir>/<gsm8k|mbpp|arc_easy|strategyqa>/*.jsonl); overrides data_source.")
-    domain_weights: dict = _help(REFERENCE_DOMAIN_WEIGHTS, "Sampling-time mixing weights per domain (need not sum to 1).")
+    domain_weights: dict = _help(_default_domain_weights, "Sampling-time mixing weights per domain (need not sum to 1); default math 0.35, code 0.30, science 0.20, logic 0.15.")
     rows_per_domain: int = _help(0, "Cap on rows loaded per domain (0 = all).")
     worked_example: bool = _help(False, "Show one solved item of the row's domain before each question (for base models such as the embedded 270M).")
     mix_schedule: str = _help("constant", "Domain-mix annealing: constant, linear (domain_weights -> mix_end_weights) or adaptive.")
@@ -72,7 +86,7 @@ class Config:
     phase_boundaries: list = _help([0.25, 0.75], "Training fractions where phase 1 and phase 2 start.")
     phase_rewards: list = _help([list(p) for p in REFERENCE_PHASE_REWARDS], "Rewards enabled in each phase.")
     reward_weights: dict = _help({}, "Weight per reward (name -> weight, or name -> [w_phase0, w_phase1, w_phase2]); default 1.")
-    domain_scales: dict = _help(REFERENCE_DOMAIN_SCALES, "Multiplier of every reward per domain.")
+    domain_scales: dict = _help(_default_domain_scales, "Multiplier of every reward per domain; default math 1.0, code 1.2, science 0.8, logic 0.7, and each registered domain's scale.")
     reward_values: dict = _help({}, "Overrides of the reward table (docs/rewards.md), e.g. {'refusal_penalty': -3.0}.")
     phase_schedule: str = _help("progress", "Phase timing: 'progress' (phase_boundaries) or 'metric' (transition_* settings; docs/curriculum.md).")
     transition_metrics: list = _help(["format/exact_rate", "rewards/check_answer/raw"], "metric schedule: the logged metric that ends phase 0, and phase 1.")
@@ -98,12 +112,19 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Raise ValueError naming the bad field and the fix; returns self for chaining."""
+        from phasegrpo.domains import domain_names
+
+        known = domain_names()
         problems = []
-        unknown = sorted(set(self.domain_weights) - set(DOMAINS))
-        if unknown:
-            problems.append(f"domain_weights has unknown domain(s) {unknown}; known: {', '.join(DOMAINS)}.")
+        for name in ("domain_weights", "domain_betas", "domain_scales"):
+            unknown = sorted(set(getattr(self, name)) - set(known))
+            if unknown:
+                problems.append(
+                    f"{name} has unknown domain(s) {unknown}; known: {', '.join(known)} "
+                    "(register your own with phasegrpo.register_domain)."
+                )
         if any(float(w) < 0 for w in self.domain_weights.values()):
             problems.append(f"domain_weights must be >= 0, got {self.domain_weights}.")
         if not any(float(w) > 0 for w in self.domain_weights.values()):
@@ -133,9 +154,6 @@ class Config:
                 make_schedule(self)
             except ValueError as error:
                 problems.append(str(error))
-        unknown = sorted(set(self.domain_betas) - set(DOMAINS))
-        if unknown:
-            problems.append(f"domain_betas has unknown domain(s) {unknown}; known: {', '.join(DOMAINS)}.")
         if any(float(b) < 0 for b in self.domain_betas.values()):
             problems.append(f"domain_betas must be >= 0, got {self.domain_betas}.")
         if self.domain_betas and self.beta <= 0:

@@ -199,8 +199,9 @@ def load_eval_rows(*, source: str, rows_per_domain: int, data_dir: str | None = 
     from datasets import concatenate_datasets
 
     from phasegrpo.data import load_mixture
+    from phasegrpo.domains import domain_names
 
-    weights = {domain: 1.0 for domain in (domains or ("math", "code", "science", "logic"))}
+    weights = {domain: 1.0 for domain in (domains or domain_names())}
     by_domain = load_mixture(
         weights, source="synthetic" if source == "synthetic" else None, split="test",
         data_dir=data_dir or None, limit=rows_per_domain, seed=seed,

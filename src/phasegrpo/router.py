@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from phasegrpo import metric_keys, rewards
-from phasegrpo.config import REFERENCE_DOMAIN_SCALES, REFERENCE_PHASE_REWARDS
+from phasegrpo.config import REFERENCE_PHASE_REWARDS
 from phasegrpo.curriculum import ProgressSchedule, Schedule
 from phasegrpo.formats import completion_text, is_exact_format
 from phasegrpo.rewards import RewardValues
@@ -49,6 +49,13 @@ def register_reward(name: str, function: RewardFunction | None = None):
         return function
 
     return register(function) if function is not None else register
+
+
+def _reference_scales() -> dict[str, float]:
+    # Imported when needed: the domain registry loads datasets and torch, the router alone does not.
+    from phasegrpo.domains import reference_scales
+
+    return reference_scales()
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ class RewardRouter:
         self,
         phase_rewards: Sequence[Sequence[str]] = REFERENCE_PHASE_REWARDS,
         reward_weights: Mapping[str, float | Sequence[float]] | None = None,
-        domain_scales: Mapping[str, float] = REFERENCE_DOMAIN_SCALES,
+        domain_scales: Mapping[str, float] | None = None,
         schedule: Schedule | None = None,
         reward_functions: Mapping[str, RewardFunction] | None = None,
         reward_values: RewardValues | Mapping[str, Any] | None = None,
@@ -140,7 +147,7 @@ class RewardRouter:
         self.reward_functions.update(reward_functions or {})
         self.phase_rewards = [tuple(names) for names in phase_rewards]
         self.reward_weights = dict(reward_weights or {})
-        self.domain_scales = dict(domain_scales)
+        self.domain_scales = dict(_reference_scales() if domain_scales is None else domain_scales)
         self.schedule = schedule or ProgressSchedule()
         self._check_names()
         self.last_metrics: dict[str, float] = {}

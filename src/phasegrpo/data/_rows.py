@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import datasets
 
-DOMAINS = ("math", "code", "science", "logic")
+from phasegrpo.domains import get_domain
+
 COLUMNS = ("prompt", "domain", "answer", "tests", "setup_code", "source", "id")
 
 # Explicit types so that an all-empty `tests` column is still `list[str]` and datasets from
@@ -46,6 +47,5 @@ def make_row(
 
 
 def check_domain(domain: str) -> str:
-    if domain not in DOMAINS:
-        raise ValueError(f"Unknown domain {domain!r}. Available: {', '.join(DOMAINS)}.")
-    return domain
+    """`domain` itself when it is registered; the registry's ValueError naming the known ones otherwise."""
+    return get_domain(domain).name

@@ -10,8 +10,9 @@ from pathlib import Path
 import datasets
 
 from phasegrpo.data import synthetic
-from phasegrpo.data._rows import DOMAINS, FEATURES, check_domain
-from phasegrpo.data.hub import HUB_DATASETS, REFERENCE, HubDataset, UnusableRow
+from phasegrpo.data._rows import FEATURES, check_domain
+from phasegrpo.data.hub import HubDataset, UnusableRow
+from phasegrpo.domains import domain_names, get_domain
 
 SYNTHETIC = "synthetic"
 _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -19,9 +20,9 @@ _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 def sources_for(domain: str) -> list[str]:
     """The `source` values `load_domain` accepts for a domain (None means the first)."""
-    check_domain(domain)
-    names = [REFERENCE[domain]] + [name for name, spec in HUB_DATASETS.items() if spec.domain == domain and name != REFERENCE[domain]]
-    return ["hub", *names, SYNTHETIC]
+    spec = get_domain(domain)
+    hub = ["hub", *(dataset.name for dataset in spec.hub_datasets)] if spec.hub_datasets else []
+    return [*hub, *([SYNTHETIC] if spec.generate is not None else [])]
 
 
 def load_domain(
@@ -37,7 +38,8 @@ def load_domain(
 
     source: None or "hub" for the domain's reference dataset on the Hub (gsm8k, mbpp,
         arc_easy, strategyqa), another Hub dataset of the domain by name (mbpp_sanitized,
-        strategyqa_full), or "synthetic" for generated data (`seed` picks the stream).
+        strategyqa_full), or "synthetic" for generated data (`seed` picks the stream);
+        `sources_for(domain)` lists them.
     data_files: local JSON/JSONL/Parquet file(s) in the Hub schema of the source, read instead
         of the Hub (a dict maps split names to files, as in `datasets.load_dataset`).
     limit: keep at most this many rows (the first ones, in source order); for synthetic data,
@@ -47,6 +49,8 @@ def load_domain(
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}.")
     if source == SYNTHETIC:
+        if get_domain(domain).generate is None:
+            raise ValueError(f"Unknown source {source!r} for domain {domain!r}. Available: {', '.join(sources_for(domain))}.")
         if data_files is not None:
             raise ValueError("data_files cannot be used with source='synthetic' (generated data has no files).")
         return datasets.Dataset.from_list(synthetic.generate(domain, split, limit, seed), features=FEATURES)
@@ -64,9 +68,10 @@ def load_domain(
 
 
 def _hub_dataset(domain: str, source: str | None) -> HubDataset:
-    name = REFERENCE[domain] if source in (None, "hub") else source
-    spec = HUB_DATASETS.get(name)
-    if spec is None or spec.domain != domain:
+    datasets_of_domain = get_domain(domain).hub_datasets
+    by_name = {spec.name: spec for spec in datasets_of_domain}
+    spec = (datasets_of_domain[0] if datasets_of_domain else None) if source in (None, "hub") else by_name.get(source)
+    if spec is None:
         raise ValueError(f"Unknown source {source!r} for domain {domain!r}. Available: {', '.join(sources_for(domain))}.")
     return spec
 
@@ -130,10 +135,6 @@ def _normalize(
 
 # --- several domains ----------------------------------------------------------------------
 
-# Folder names under a data_dir, per domain (the layout of ../shared/data).
-DATA_DIR_FOLDERS = {"math": ("gsm8k", "math"), "code": ("mbpp", "code"), "science": ("arc_easy", "science"), "logic": ("strategyqa", "logic")}
-
-
 _SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -188,7 +189,7 @@ def load_mixture(
     else:
         domains = list(domains_or_weights)
         if not domains:
-            raise ValueError(f"No domains to load. Available: {', '.join(DOMAINS)}.")
+            raise ValueError(f"No domains to load. Available: {', '.join(domain_names())}.")
         for domain in domains:
             check_domain(domain)
     loaded = {}
@@ -209,9 +210,9 @@ def load_mixture(
 
 
 def _domain_folder(data_dir: Path, domain: str) -> Path:
-    for name in DATA_DIR_FOLDERS[domain]:
+    # Each domain names its folders (`Domain.data_dir_folders`: gsm8k/ or math/, ...).
+    folders = get_domain(domain).data_dir_folders
+    for name in folders:
         if (data_dir / name).is_dir():
             return data_dir / name
-    raise FileNotFoundError(
-        f"No folder for {domain} in {data_dir}: expected one of {', '.join(DATA_DIR_FOLDERS[domain])}."
-    )
+    raise FileNotFoundError(f"No folder for {domain} in {data_dir}: expected one of {', '.join(folders)}.")

@@ -20,17 +20,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch.utils.data import Sampler
 
-from phasegrpo.data._rows import DOMAINS
+from phasegrpo.domains import domain_names, reference_weights
 
-DEFAULT_WEIGHTS = {"math": 0.35, "code": 0.30, "science": 0.20, "logic": 0.15}
+if TYPE_CHECKING:
+    import datasets
 
 
-def normalize_weights(weights: Mapping[str, float], known: Sequence[str] = DOMAINS) -> dict[str, float]:
-    """Weights validated and scaled to sum to 1 (they need not sum to 1 on input)."""
+def normalize_weights(weights: Mapping[str, float], known: Sequence[str] | None = None) -> dict[str, float]:
+    """Weights validated and scaled to sum to 1 (they need not sum to 1 on input).
+
+    known: the domains a weight may name; default every registered domain.
+    """
+    known = domain_names() if known is None else known
     if not isinstance(weights, Mapping) or not weights:
         raise ValueError(f"Domain weights must be a non-empty mapping of domain -> weight, got {weights!r}.")
     unknown = [domain for domain in weights if domain not in known]
@@ -77,9 +83,11 @@ class MixSchedule:
 
 
 class ConstantMix(MixSchedule):
-    def __init__(self, weights: Mapping[str, float] = DEFAULT_WEIGHTS) -> None:
+    """Fixed weights; default the registry's default mix (`phasegrpo.domains.reference_weights()`)."""
+
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
         super().__init__()
-        self._weights = normalize_weights(weights)
+        self._weights = normalize_weights(reference_weights() if weights is None else weights)
 
     def weights(self) -> dict[str, float]:
         return dict(self._weights)
@@ -105,7 +113,7 @@ class LinearMix(MixSchedule):
                 f"LinearMix needs 0 <= start_fraction < end_fraction <= 1, got {start_fraction} and {end_fraction}."
             )
         start, end = normalize_weights(start), normalize_weights(end)
-        domains = [domain for domain in DOMAINS if domain in start or domain in end]
+        domains = [domain for domain in domain_names() if domain in start or domain in end]
         self.start = {domain: start.get(domain, 0.0) for domain in domains}
         self.end = {domain: end.get(domain, 0.0) for domain in domains}
         self.start_fraction, self.end_fraction = float(start_fraction), float(end_fraction)
@@ -125,18 +133,20 @@ class AdaptiveMix(MixSchedule):
     weights = floor + (1 - floor·n) · softmax(log(base) - ema_reward / temperature), where
     ema_reward is each domain's reward averaged with `smoothing` (exponential moving average)
     over `observe_rewards` calls. A domain not yet observed counts as the mean of the observed
-    ones. The floor keeps every domain of `base` at least `floor` of the draws.
+    ones. The floor keeps every domain of `base` at least `floor` of the draws. `base`
+    defaults to the registry's default mix.
     """
 
     def __init__(
         self,
-        base: Mapping[str, float] = DEFAULT_WEIGHTS,
+        base: Mapping[str, float] | None = None,
         *,
         temperature: float = 0.5,
         floor: float = 0.05,
         smoothing: float = 0.8,
     ) -> None:
         super().__init__()
+        base = reference_weights() if base is None else base
         self.base = {domain: weight for domain, weight in normalize_weights(base).items() if weight > 0}
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"AdaptiveMix temperature must be > 0, got {temperature!r}.")
@@ -178,15 +188,16 @@ class AdaptiveMix(MixSchedule):
 MIX_SCHEDULES = {"constant": ConstantMix, "linear": LinearMix, "adaptive": AdaptiveMix}
 
 
-def make_mix_schedule(kind: str, weights: Mapping[str, float] = DEFAULT_WEIGHTS, **options) -> MixSchedule:
+def make_mix_schedule(kind: str, weights: Mapping[str, float] | None = None, **options) -> MixSchedule:
     """A schedule by name: `constant` (weights), `linear` (weights → `end`, optional
-    `start_fraction`/`end_fraction`), `adaptive` (base weights; `temperature`, `floor`, `smoothing`)."""
+    `start_fraction`/`end_fraction`), `adaptive` (base weights; `temperature`, `floor`, `smoothing`).
+    `weights` defaults to the registry's default mix."""
     if kind not in MIX_SCHEDULES:
         raise ValueError(f"Unknown mix schedule {kind!r}. Available: {', '.join(MIX_SCHEDULES)}.")
     if kind == "linear":
         if "end" not in options:
             raise ValueError("The linear mix schedule needs end weights: make_mix_schedule('linear', start, end={...}).")
-        return LinearMix(weights, **options)
+        return LinearMix(reference_weights() if weights is None else weights, **options)
     return MIX_SCHEDULES[kind](weights, **options)
 
 
@@ -220,7 +231,8 @@ class DomainMixSampler(Sampler[int]):
 
     Args:
         domains: the domain of each row of the training dataset (`concat_domains` returns it).
-        weights: `{domain: weight}` (constant mix) or a `MixSchedule`.
+        weights: `{domain: weight}` (constant mix) or a `MixSchedule`; default the registry's
+            default mix (`phasegrpo.domains.reference_weights()`).
         mini_repeat_count: times each index repeats in a row (TRL: `num_generations`).
         batch_size: distinct prompts per chunk (TRL: `generation_batch_size // num_generations`).
         repeat_count: times each chunk repeats (TRL: `num_iterations * steps_per_generation`).
@@ -236,7 +248,7 @@ class DomainMixSampler(Sampler[int]):
     def __init__(
         self,
         domains: Sequence[str],
-        weights: Mapping[str, float] | MixSchedule = DEFAULT_WEIGHTS,
+        weights: Mapping[str, float] | MixSchedule | None = None,
         *,
         mini_repeat_count: int,
         batch_size: int,
@@ -252,7 +264,8 @@ class DomainMixSampler(Sampler[int]):
         rows_by_domain: dict[str, list[int]] = {}
         for index, domain in enumerate(self.domains):
             rows_by_domain.setdefault(domain, []).append(index)
-        weighted = [domain for domain in self.schedule.domains if domain in DOMAINS]
+        known = domain_names()
+        weighted = [domain for domain in self.schedule.domains if domain in known]
         missing = [domain for domain in weighted if domain not in rows_by_domain]
         if missing:
             raise ValueError(
@@ -331,7 +344,7 @@ class DomainMixSampler(Sampler[int]):
         return self.num_chunks * self.batch_size * self.mini_repeat_count * self.repeat_count
 
 
-def concat_domains(datasets_by_domain: Mapping[str, "datasets.Dataset"]) -> tuple["datasets.Dataset", list[str]]:
+def concat_domains(datasets_by_domain: Mapping[str, datasets.Dataset]) -> tuple[datasets.Dataset, list[str]]:
     """One training dataset from per-domain datasets (in the mapping's order), and the domain
     of each of its rows, as `DomainMixSampler` takes it."""
     import datasets

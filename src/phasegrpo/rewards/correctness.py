@@ -1,9 +1,9 @@
 """`check_answer`: is the last `<answer>` block right for its row? One checker per domain.
 
-`CHECKERS` maps a domain to a batch checker `(cases, values) -> list[float]` (in
-`rewards/checkers/`); adding a domain is one entry. Checkers read only the answer block: a
-right number that appears only in the reasoning earns nothing, so the model cannot score by
-thinking out loud.
+`CHECKERS` names the batch checkers `(cases, values) -> list[float]` (in `rewards/checkers/`);
+each domain says which one it uses (`Domain.checker`: one of these names, or a checker of its
+own). Checkers read only the answer block: a right number that appears only in the reasoning
+earns nothing, so the model cannot score by thinking out loud.
 """
 
 from __future__ import annotations
@@ -49,6 +49,16 @@ CHECKERS: dict[str, Checker] = {
 _logged_domains: set[str] = set()
 
 
+def checker_for(domain: str) -> Checker | None:
+    """The checker a registered domain uses, or None for a domain nobody registered."""
+    from phasegrpo.domains import domain_names, get_domain  # at call time: the registry imports the rewards
+
+    if domain not in domain_names():
+        return None
+    checker = get_domain(domain).checker
+    return CHECKERS[checker] if isinstance(checker, str) else checker
+
+
 @safe_reward
 def check_answer(
     completions: list[str], reward_values: RewardValues = DEFAULT_REWARD_VALUES, **kwargs: Any
@@ -57,9 +67,12 @@ def check_answer(
     row's `domain`; 0.0 when it is wrong, missing, or the row cannot be checked."""
     scores = [0.0] * len(completions)
     cases_by_domain: dict[str, list[Case]] = {}
+    checkers: dict[str, Checker | None] = {}
     for index, text in enumerate(completions):
         domain = str(column(kwargs, "domain", index, "") or "").strip().casefold()
-        answer = extract_answer(text) if domain in CHECKERS else None
+        if domain not in checkers:
+            checkers[domain] = checker_for(domain)
+        answer = extract_answer(text) if checkers[domain] is not None else None
         if not answer:
             continue
         cases_by_domain.setdefault(domain, []).append(
@@ -75,7 +88,7 @@ def check_answer(
         )
     for domain, cases in cases_by_domain.items():
         try:
-            domain_scores = CHECKERS[domain](cases, reward_values)
+            domain_scores = checkers[domain](cases, reward_values)
         except Exception as error:  # noqa: BLE001 - one domain failing must not zero the others
             if domain not in _logged_domains:
                 _logged_domains.add(domain)

@@ -34,9 +34,10 @@ class PhaseGRPOTrainer(TRLSeams):
 
     @property
     def kl_domains(self) -> tuple[str, ...]:
-        from phasegrpo.config import DOMAINS
+        """The domains the KL is logged for (each registered one; anything else is "other")."""
+        from phasegrpo.domains import domain_names
 
-        return tuple(DOMAINS)
+        return tuple(domain_names())
 
     # --- sampling ------------------------------------------------------------------------------
     def build_train_sampler(self) -> DomainMixSampler:

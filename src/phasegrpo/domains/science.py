@@ -1,13 +1,37 @@
-"""Science: easy multiple-choice questions (3 or 4 choices) built from small fact tables.
+"""Science: multiple choice, answered with the letter. Generated fact questions, and ARC-Easy from the Hub.
 
-Each table maps a category to members; a question asks for the member of one category among
+The user prompt is the question, the choices as `A) text` lines, then `Answer with the letter.`;
+`check_answer` compares the letter (or the choice's text) in `<answer>` with the row's `answer`
+(the "science" checker). Generated questions (3 or 4 choices) come from small fact tables:
+each maps a category to members, and a question asks for the member of one category among
 members of the others, or for the category of one member. Tables only hold members that belong
 to exactly one category, so every question has exactly one right choice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from phasegrpo.data._rows import make_row
+from phasegrpo.data.hub import HubDataset, UnusableRow
+from phasegrpo.data.prompts import conversation
+from phasegrpo.domains import Domain, register_domain
+from phasegrpo.formats import render
+
+CHOICE_LABELS = "ABCDEFGH"
+
+
+def science_prompt(question: str, choices: Sequence[str]) -> list[dict[str, str]]:
+    """Choices are listed as `A) text` lines, always lettered (the answer is the letter)."""
+    if not 2 <= len(choices) <= len(CHOICE_LABELS):
+        raise ValueError(f"A science question needs 2 to {len(CHOICE_LABELS)} choices, got {len(choices)}.")
+    lines = "\n".join(f"{label}) {text.strip()}" for label, text in zip(CHOICE_LABELS, choices, strict=False))  # more labels than choices
+    return conversation(f"{question.strip()}\n{lines}\nAnswer with the letter.")
+
+
+# --- generated questions ---------------------------------------------------------------------
 
 # (question about a member, {category: members}); "{category}" is filled in.
 _MEMBER_TABLES = (
@@ -129,9 +153,59 @@ def _fact_question(rng):
 _TEMPLATES = (_member_question, _member_question, _category_question, _fact_question)
 
 
-def make_item(rng: np.random.Generator) -> dict:
+def generate(rng: np.random.Generator) -> dict:
+    """One question of a random template, its choices shuffled, as row fields."""
     question, right, wrong = _TEMPLATES[rng.integers(len(_TEMPLATES))](rng)
     choices = [right, *wrong]
     order = rng.permutation(len(choices))
     choices = [choices[i] for i in order]
-    return {"question": question, "choices": choices, "answer_index": int(np.flatnonzero(order == 0)[0])}
+    answer_index = int(np.flatnonzero(order == 0)[0])
+    return {"prompt": science_prompt(question, choices), "answer": CHOICE_LABELS[answer_index]}
+
+
+# --- ARC-Easy --------------------------------------------------------------------------------
+
+
+def _arc(row: dict, fallback_id: str) -> dict:
+    choices = row.get("choices") or {}
+    texts, labels = list(choices.get("text") or []), [str(label).strip() for label in choices.get("label") or []]
+    key = str(row.get("answerKey") or "").strip()
+    if not row.get("question") or len(texts) != len(labels) or not 2 <= len(texts) <= len(CHOICE_LABELS):
+        raise UnusableRow("no question or malformed choices")
+    if key not in labels:
+        raise UnusableRow(f"answerKey {key!r} is not among the labels {labels}")
+    # Some rows label choices 1-4; prompts always letter them, so the answer is the letter
+    # at the key's position.
+    return make_row(
+        prompt=science_prompt(row["question"], texts),
+        domain="science",
+        answer=CHOICE_LABELS[labels.index(key)],
+        source="allenai/ai2_arc",
+        id=str(row.get("id") or fallback_id),
+    )
+
+
+ARC_EASY = HubDataset(
+    "arc_easy", "science", "allenai/ai2_arc", "ARC-Easy", _arc,
+    splits={"train": "train", "test": "test", "validation": "validation"},
+)
+
+# A fixed item the generator never produces: its tables hold neither "ice" nor "stone".
+WORKED_EXAMPLE = (
+    science_prompt("Which of these is a liquid at room temperature?", ["ice", "water", "stone"]),
+    render("Water flows at room temperature; ice and stone are solid.", "B"),
+)
+
+register_domain(
+    Domain(
+        name="science",
+        checker="science",
+        generate=generate,
+        worked_example=WORKED_EXAMPLE,
+        hub_datasets=(ARC_EASY,),
+        data_dir_folders=("arc_easy", "science"),
+        weight=0.20,
+        scale=0.8,
+        seed_key=2,
+    )
+)

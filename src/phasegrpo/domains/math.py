@@ -1,8 +1,27 @@
-"""Math: one- and two-step arithmetic word problems with whole-number answers."""
+"""Math: whole-number answers. Generated one- and two-step word problems, and GSM8K from the Hub.
+
+The user prompt is the question, then `The answer is a number.`; `check_answer` compares the
+number in `<answer>` with the row's `answer` (the "math" checker).
+"""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+
+from phasegrpo.data._rows import make_row
+from phasegrpo.data.hub import HubDataset, UnusableRow
+from phasegrpo.data.prompts import conversation
+from phasegrpo.domains import Domain, register_domain
+from phasegrpo.formats import render
+
+
+def math_prompt(question: str) -> list[dict[str, str]]:
+    return conversation(f"{question.strip()}\nThe answer is a number.")
+
+
+# --- generated word problems -----------------------------------------------------------------
 
 _PEOPLE = (
     ("Ana", "she"), ("Ben", "he"), ("Chloe", "she"), ("Dev", "he"), ("Emma", "she"), ("Finn", "he"),
@@ -110,6 +129,52 @@ def _change(rng):
 _TEMPLATES = (_add, _subtract, _multiply, _divide, _add_packs, _wage, _shelf, _together, _change)
 
 
-def make_item(rng: np.random.Generator) -> dict:
+def generate(rng: np.random.Generator) -> dict:
+    """One word problem of a random template, as row fields."""
     question, answer = _TEMPLATES[rng.integers(len(_TEMPLATES))](rng)
-    return {"question": question, "answer": str(int(answer))}
+    return {"prompt": math_prompt(question), "answer": str(int(answer))}
+
+
+# --- GSM8K -----------------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def _gsm8k(row: dict, fallback_id: str) -> dict:
+    question, solution = row.get("question"), row.get("answer")
+    if not question or not isinstance(solution, str) or "####" not in solution:
+        raise UnusableRow("no '#### <number>' in the answer")
+    match = _NUMBER.fullmatch(solution.rsplit("####", 1)[1].strip())
+    if match is None:
+        raise UnusableRow("the text after '####' is not a number")
+    answer = match.group(0).replace(",", "")
+    return make_row(
+        prompt=math_prompt(question),
+        domain="math",
+        answer=answer,
+        source="openai/gsm8k",
+        id=str(row.get("id") or fallback_id),
+    )
+
+
+GSM8K = HubDataset("gsm8k", "math", "openai/gsm8k", "main", _gsm8k)
+
+# A fixed item the generator never produces (its names and wording are not in the templates).
+WORKED_EXAMPLE = (
+    math_prompt("Tom has 3 apples and buys 4 more. How many apples does he have now?"),
+    render("Tom starts with 3 apples and buys 4 more, so 3 + 4 = 7.", "7"),
+)
+
+register_domain(
+    Domain(
+        name="math",
+        checker="math",
+        generate=generate,
+        worked_example=WORKED_EXAMPLE,
+        hub_datasets=(GSM8K,),
+        data_dir_folders=("gsm8k", "math"),
+        weight=0.35,
+        scale=1.0,
+        seed_key=0,
+    )
+)

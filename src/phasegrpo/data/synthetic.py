@@ -1,10 +1,12 @@
-"""Offline generated data for every domain: seeded, deterministic per item, verifiable.
+"""Offline generated data for any registered domain: seeded, deterministic per item, verifiable.
 
-Item *i* of a domain comes from `np.random.default_rng((seed, domain_number, i))`, so it is the
-same however many items were drawn before and on any process. Splits are disjoint by
-construction: an item belongs to "test" when a hash of its user prompt falls in one bucket out
-of ten, else to "train"; each split keeps the first `n` distinct items of its own kind. The
-`id` is `<domain>-<i>`, the candidate index, so any row can be regenerated alone.
+Each domain brings its own generator (`Domain.generate`, in `phasegrpo.domains.<name>`); this
+module numbers, splits and normalizes what they make. Item *i* of a domain comes from
+`np.random.default_rng((seed, domain.seed_key, i))`, so it is the same however many items were
+drawn before and on any process. Splits are disjoint by construction: an item belongs to "test"
+when a hash of its user prompt falls in one bucket out of ten, else to "train"; each split keeps
+the first `n` distinct items of its own kind. The `id` is `<domain>-<i>`, the candidate index,
+so any row can be regenerated alone.
 """
 
 from __future__ import annotations
@@ -13,52 +15,29 @@ import hashlib
 
 import numpy as np
 
-from phasegrpo.data import prompts
 from phasegrpo.data._rows import make_row
-from phasegrpo.data.synthetic import arithmetic, functions, logic, science
+from phasegrpo.domains import get_domain
 
 SOURCE = "synthetic"
 SPLITS = ("train", "test")
 DEFAULT_ROWS = {"train": 5000, "test": 500}
+# What a generator returns: the first two always, the others where the domain has them.
+ROW_FIELDS = ("prompt", "answer", "tests", "setup_code")
 _TEST_BUCKETS = 10  # one hash bucket in ten is "test"
-
-
-def _math_row(item: dict) -> dict:
-    return {"prompt": prompts.math_prompt(item["question"]), "answer": item["answer"]}
-
-
-def _code_row(item: dict) -> dict:
-    return {
-        "prompt": prompts.code_prompt(item["task"], item["tests"], item["reference"]),
-        "answer": item["reference"],
-        "tests": item["tests"],
-    }
-
-
-def _science_row(item: dict) -> dict:
-    return {
-        "prompt": prompts.science_prompt(item["question"], item["choices"]),
-        "answer": prompts.CHOICE_LABELS[item["answer_index"]],
-    }
-
-
-def _logic_row(item: dict) -> dict:
-    return {"prompt": prompts.logic_prompt(item["question"]), "answer": item["answer"]}
-
-
-# domain -> (its number in the seed, item generator, item -> row fields)
-GENERATORS = {
-    "math": (0, arithmetic.make_item, _math_row),
-    "code": (1, functions.make_item, _code_row),
-    "science": (2, science.make_item, _science_row),
-    "logic": (3, logic.make_item, _logic_row),
-}
 
 
 def generate_row(domain: str, index: int, seed: int = 0) -> dict:
     """Candidate item `index` of `domain`, as a normalized row (whatever split it falls in)."""
-    domain_number, make_item, to_row = GENERATORS[domain]
-    fields = to_row(make_item(np.random.default_rng((seed, domain_number, index))))
+    spec = get_domain(domain)
+    if spec.generate is None:
+        raise ValueError(f"Domain {domain!r} has no generator, so no source='synthetic'; load it from its Hub dataset or files.")
+    fields = spec.generate(np.random.default_rng((seed, spec.seed_key, index)))
+    unknown, missing = set(fields) - set(ROW_FIELDS), {"prompt", "answer"} - set(fields)
+    if unknown or missing:
+        raise ValueError(
+            f"The {domain} generator returned fields {sorted(fields)}; it must return prompt and answer "
+            f"(and optionally tests, setup_code)."
+        )
     return make_row(domain=domain, source=SOURCE, id=f"{domain}-{index}", **fields)
 
 
