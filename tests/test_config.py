@@ -40,7 +40,7 @@ def test_overrides_and_saved_config_round_trip():
 )
 def test_invalid_configs_name_the_problem(overrides, message):
     with pytest.raises(ValueError, match=message):
-        preset("demo", **overrides).validate()
+        preset("demo", **overrides)
 
 
 def test_unknown_preset_and_field_are_clear_errors():
@@ -48,4 +48,15 @@ def test_unknown_preset_and_field_are_clear_errors():
         preset("fast")
     with pytest.raises(ValueError, match="Unknown config field"):
         preset("demo", max_stepz=3)
-    assert Config().validate() is not None
+
+
+
+def test_an_invalid_config_cannot_be_made_by_any_route():
+    import dataclasses
+
+    with pytest.raises(ValueError, match="max_steps must be >= 1"):
+        Config(max_steps=0)
+    with pytest.raises(ValueError, match="max_steps must be >= 1"):
+        dataclasses.replace(Config(), max_steps=0)
+    with pytest.raises(ValueError, match="num_generations must be >= 2"):
+        from_dict({**Config().to_dict(), "num_generations": 1})

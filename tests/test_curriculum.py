@@ -133,9 +133,9 @@ def test_invalid_metric_schedules_are_refused(overrides, message):
 
 def test_config_validation_names_the_schedule_problem():
     with pytest.raises(ValueError, match="window must be >= 1"):
-        Config(phase_schedule="metric", transition_window=0).validate()
+        Config(phase_schedule="metric", transition_window=0)
     with pytest.raises(ValueError, match="phase_schedule must be 'progress' or 'metric'"):
-        Config(phase_schedule="sometimes").validate()
+        Config(phase_schedule="sometimes")
 
 
 def test_unknown_saved_schedule(tmp_path):

@@ -129,7 +129,7 @@ def test_a_registered_domain_loads_validates_and_prompts_like_a_built_in(parity)
         load_domain("parity")
     assert with_worked_example(rows[0]["prompt"], "parity")[1] == parity.worked_example[0][1]
     assert normalize_weights({"math": 1, "parity": 3}) == {"math": 0.25, "parity": 0.75}
-    config = preset("demo", domain_weights={"math": 0.5, "parity": 0.5}, domain_betas={"parity": 0.1}).validate()
+    config = preset("demo", domain_weights={"math": 0.5, "parity": 0.5}, domain_betas={"parity": 0.1})
     assert config.domain_scales["parity"] == 0.5  # the domain's scale joins the defaults
     assert "parity" not in reference_weights()  # weight 0: in the default mix only when a config weights it
 

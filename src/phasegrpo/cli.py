@@ -140,7 +140,6 @@ def _train(args) -> int:
         saved = Path(config.output_dir) / "config.json"
         if saved.exists():  # the run's own settings, with only what was given on this command line changed
             config = override(from_dict(json.loads(saved.read_text())), **_config_overrides(args))
-    config.validate()
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0

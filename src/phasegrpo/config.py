@@ -112,8 +112,14 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def validate(self) -> Config:
-        """Raise ValueError naming the bad field and the fix; returns self for chaining."""
+    def __post_init__(self) -> None:
+        # As TRL's configs do: an invalid Config cannot be made, so nothing downstream re-checks.
+        problems = self._problems()
+        if problems:
+            raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+
+    def _problems(self) -> list[str]:
+        """What is wrong with this config, each naming the field, the value and the fix."""
         from phasegrpo.domains import domain_names
 
         known = domain_names()
@@ -169,9 +175,7 @@ class Config:
             problems.append(f"data_source must be 'hub' or 'synthetic', got {self.data_source!r}.")
         if self.max_completion_length < 16:
             problems.append(f"max_completion_length {self.max_completion_length} leaves no room for a reply; use >= 96.")
-        if problems:
-            raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
-        return self
+        return problems
 
 
 def seed() -> Config:

@@ -62,7 +62,6 @@ def train(
     `reward_functions` registers your own rewards by name (enable them in `config.phase_rewards`);
     `callbacks` are extra transformers TrainerCallbacks.
     """
-    config.validate()
     run_dir = prepare_run_dir(config, resume, overwrite)
     checkpoint, schedule = (None, None)
     if resume:
