@@ -134,20 +134,22 @@ def _train(args) -> int:
 
     config = preset(args.preset, **_config_overrides(args))
     if args.resume:
-        from pathlib import Path
+        from phasegrpo.config import override
 
-        from phasegrpo.config import from_dict, override
-        saved = Path(config.output_dir) / "config.json"
-        if saved.exists():  # the run's own settings, with only what was given on this command line changed
-            config = override(from_dict(json.loads(saved.read_text())), **_config_overrides(args))
+        saved = _saved_config(config.output_dir)
+        if saved is not None:  # the run's own settings, with only what was given on this command line changed
+            config = override(saved, **_config_overrides(args))
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    from phasegrpo import run_folder
     from phasegrpo.training import train
 
     result = train(config, resume=args.resume, overwrite=args.overwrite, allow_max_steps_change=args.allow_max_steps_change)
     print(f"\nRun folder: {result.run_dir}  (step {result.global_step})")
-    for name in ("config.json", "metrics.jsonl", "samples.jsonl", "adapter", "plots", "eval_before.json", "eval_after.json", "report.html", "report.md"):
+    for name in (run_folder.CONFIG_FILE, run_folder.METRICS_FILE, run_folder.SAMPLES_FILE, run_folder.ADAPTER_DIR,
+                 run_folder.PLOTS_DIR, run_folder.EVAL_BEFORE_FILE, run_folder.EVAL_AFTER_FILE, run_folder.REPORT_HTML,
+                 run_folder.REPORT_MARKDOWN):
         path = result.run_dir / name
         if path.exists():
             print(f"  {path}")
@@ -157,20 +159,25 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from pathlib import Path
 
+    from phasegrpo import run_folder
     from phasegrpo.evaluation import evaluate_rows, format_table, load_eval_rows, load_for_eval, write_result
+    from phasegrpo.router import RewardRouter
 
     model_name, adapter, output = args.model, args.adapter, args.output
     worked_example = args.worked_example
+    router = None  # the reference router, unless the run has its own
     if args.run_dir:
         run_dir = Path(args.run_dir)
         if not run_dir.is_dir():
             raise FileNotFoundError(f"Run folder {run_dir} does not exist. Pass the --output-dir of a training run.")
-        saved = run_dir / "config.json"
-        model_name = model_name or (json.loads(saved.read_text()).get("model") if saved.exists() else None)
-        adapter = adapter or (str(run_dir / "adapter") if (run_dir / "adapter" / "adapter_config.json").exists() else None)
-        output = output or str(run_dir / "eval.json")
-        if worked_example is None and saved.exists():
-            worked_example = bool(json.loads(saved.read_text()).get("worked_example", False))
+        saved = _saved_config(run_dir)
+        adapter_dir = run_dir / run_folder.ADAPTER_DIR
+        adapter = adapter or (str(adapter_dir) if (adapter_dir / "adapter_config.json").exists() else None)
+        output = output or str(run_dir / run_folder.EVAL_FILE)
+        if saved is not None:
+            model_name = model_name or saved.model
+            worked_example = saved.worked_example if worked_example is None else worked_example
+            router = RewardRouter.from_config(saved)  # score as the run was trained: its phases, weights, scales, values
     model, tokenizer = load_for_eval(model_name or "embedded", adapter, args.dtype)
     rows = load_eval_rows(source=args.data_source, rows_per_domain=args.rows_per_domain, data_dir=args.data_dir, seed=args.seed)
     if worked_example:
@@ -180,7 +187,7 @@ def _eval(args) -> int:
     result = evaluate_rows(
         model, tokenizer, rows, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
         samples_per_row=args.samples_per_row, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-        show_progress=not args.no_progress,
+        show_progress=not args.no_progress, router=router,
     )
     result["settings"].update(model=model_name or "embedded", adapter=adapter, data_source=args.data_source)
     settings = result["settings"]
@@ -194,7 +201,7 @@ def _eval(args) -> int:
 def _rewards_explain(args) -> int:
     from pathlib import Path
 
-    from phasegrpo.config import from_dict, preset
+    from phasegrpo.config import preset
     from phasegrpo.domains import get_domain
     from phasegrpo.router import RewardRouter
 
@@ -202,7 +209,9 @@ def _rewards_explain(args) -> int:
 
     schedule = None
     if args.run_dir:
-        config = from_dict(json.loads((Path(args.run_dir) / "config.json").read_text()))
+        config = _saved_config(args.run_dir)
+        if config is None:
+            raise FileNotFoundError(f"{args.run_dir} has no config.json. Pass the --output-dir of a training run.")
         from phasegrpo.curriculum import load_schedule
         from phasegrpo.run_folder import latest_complete_checkpoint
 
@@ -218,6 +227,17 @@ def _rewards_explain(args) -> int:
     explanation = router.explain(completion, row, step=args.step, max_steps=args.max_steps or config.max_steps)
     print(explanation.table())
     return 0
+
+
+def _saved_config(run_dir):
+    """The Config a run folder was trained with, or None when it has none."""
+    from pathlib import Path
+
+    from phasegrpo import run_folder
+    from phasegrpo.config import from_dict
+
+    path = Path(run_dir) / run_folder.CONFIG_FILE
+    return from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
 def _report(args) -> int:
