@@ -153,7 +153,7 @@ def main() -> None:
     naive = run_naive(programs, args.timeout_s)
     naive_s = time.perf_counter() - started
 
-    disagreements = sum(verdict.passed != passed for verdict, passed in zip(verdicts, naive))
+    disagreements = sum(verdict.passed != passed for verdict, passed in zip(verdicts, naive, strict=True))
     floors = measure_floor()
     sandbox_rate, naive_rate = len(programs) / sandbox_s, len(programs) / naive_s
     workers = len(_pool.get_pool().workers)

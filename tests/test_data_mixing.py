@@ -128,7 +128,7 @@ def test_sampler_follows_the_schedule_it_is_given():
 
 def test_adaptive_schedule_leans_toward_the_lowest_reward_with_a_floor():
     schedule = AdaptiveMix({"math": 1, "code": 1, "science": 1, "logic": 1}, temperature=0.1, floor=0.05, smoothing=0.0)
-    assert schedule.weights() == pytest.approx({d: 0.25 for d in ("math", "code", "science", "logic")})
+    assert schedule.weights() == pytest.approx(dict.fromkeys(("math", "code", "science", "logic"), 0.25))
     schedule.observe_rewards({"math": 2.0, "code": 0.0, "science": 2.0, "logic": 2.0})
     weights = schedule.weights()
     assert sum(weights.values()) == pytest.approx(1.0)

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tiny import tiny_model, tiny_tokenizer
 
 from phasegrpo import evaluation, sandbox
 from phasegrpo.evaluation import evaluate_rows, format_table, load_eval_rows, pass_at_k, summarize
 from phasegrpo.formats import render
 from phasegrpo.router import RewardRouter
-from tiny import tiny_model, tiny_tokenizer
 
 torch.set_num_threads(1)
 
@@ -81,7 +81,7 @@ def test_numbers_are_right_for_scripted_completions(monkeypatch, tiny, rows):
         "I cannot help with that.",              # logic: a refusal
         render("Compare.", wrong_logic),         # logic: exact format, wrong
     ]
-    _script(monkeypatch, tokenizer, {q: [t] for q, t in zip(questions, texts)})
+    _script(monkeypatch, tokenizer, {q: [t] for q, t in zip(questions, texts, strict=True)})
     from datasets import concatenate_datasets
 
     subset = concatenate_datasets([math_rows, logic_rows])
@@ -114,7 +114,7 @@ def test_scores_with_the_given_router_in_its_last_phase(monkeypatch, tiny, rows)
     math_rows = rows.filter(lambda row: row["domain"] == "math")
     questions = [row["prompt"][-1]["content"] for row in math_rows]
     texts = [render("Multiply.", math_rows[0]["answer"]), "I cannot help with that."]
-    _script(monkeypatch, tokenizer, {q: [t] for q, t in zip(questions, texts)})
+    _script(monkeypatch, tokenizer, {q: [t] for q, t in zip(questions, texts, strict=True)})
     router = RewardRouter(
         phase_rewards=[["check_answer"], ["match_format_exactly"]],
         reward_weights={"match_format_exactly": [1.0, 2.0]},
@@ -131,7 +131,7 @@ def test_code_runs_in_the_sandbox_once_per_completion(monkeypatch, tiny):
     code_rows = load_eval_rows(source="synthetic", rows_per_domain=2, domains=("code",))
     questions = [row["prompt"][-1]["content"] for row in code_rows]
     texts = [render("Write it.", "```python\n" + (row["answer"] or "pass") + "\n```") for row in code_rows]
-    _script(monkeypatch, tokenizer, {q: [t] for q, t in zip(questions, texts)})
+    _script(monkeypatch, tokenizer, {q: [t] for q, t in zip(questions, texts, strict=True)})
     programs_run = []
 
     def counting_run_programs(programs, **options):

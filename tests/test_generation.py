@@ -52,7 +52,8 @@ class ScriptedModel(torch.nn.Module):
 
 def test_rows_stop_at_their_end_token_or_after_closing_answer(tiny):
     _, tokenizer = tiny
-    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
     end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
     scripts = [ids("ab") + [end] + ids("zzzz"), ids("<answer>7</answer>") + ids("more text"), ids("x" * 40)]
     model = ScriptedModel(scripts, len(tokenizer))

@@ -575,7 +575,7 @@ def test_the_documented_table_is_the_table():
     docs = (Path(__file__).resolve().parents[1] / "docs" / "rewards.md").read_text(encoding="utf-8")
     table = markdown_table()
     assert table in docs, "docs/rewards.md is out of date: regenerate its table from phasegrpo.rewards.values.markdown_table()"
-    for name, value, reason in RewardValues().table():
+    for name, _value, reason in RewardValues().table():
         assert reason.strip() and table.count(f"| `{name}` |") == 1, name
 
 

@@ -35,7 +35,7 @@ def load_rows(relative_path: str) -> list[dict]:
 
 
 def failing(ids, scores, predicate):
-    return [(row_id, value) for row_id, value in zip(ids, scores) if not predicate(value)]
+    return [(row_id, value) for row_id, value in zip(ids, scores, strict=True) if not predicate(value)]
 
 
 def assert_gold_is_clean(completions, domain):
@@ -121,7 +121,7 @@ def arc_prompt(row, style):
     labels, texts = row["choices"]["label"], row["choices"]["text"]
     if style == "project":
         return science_prompt(row["question"], texts), "ABCDEFGH"[labels.index(row["answerKey"])]
-    lines = "\n".join(f"{label}. {text}" for label, text in zip(labels, texts))
+    lines = "\n".join(f"{label}. {text}" for label, text in zip(labels, texts, strict=True))
     return [{"role": "user", "content": f"{row['question']}\n{lines}"}], row["answerKey"]
 
 
@@ -181,8 +181,8 @@ def test_strategyqa_gold_earns_full_credit_and_the_opposite_none(dress):
     def dressed(word):
         return dress.format(word, title=word.title(), truth="true" if word == "yes" else "false")
 
-    gold_replies = [render(facts, dressed(gold)) for facts, gold in zip(reasoning, golds)]
-    wrong_replies = [render(facts, dressed("no" if gold == "yes" else "yes")) for facts, gold in zip(reasoning, golds)]
+    gold_replies = [render(facts, dressed(gold)) for facts, gold in zip(reasoning, golds, strict=True)]
+    wrong_replies = [render(facts, dressed("no" if gold == "yes" else "yes")) for facts, gold in zip(reasoning, golds, strict=True)]
     ids = [row["qid"] for row in STRATEGYQA]
     # the reference as the loader writes it ("yes"/"no") and as the source stores it (a bool)
     for references in (golds, [row["answer"] for row in STRATEGYQA]):

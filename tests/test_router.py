@@ -111,7 +111,7 @@ def test_user_rewards_by_name():
 @pytest.mark.parametrize("step", [0, 30, 80])
 def test_domain_scale_multiplies_every_reward(step):
     router = RewardRouter()
-    unscaled = RewardRouter(domain_scales={domain: 1.0 for domain in reference_scales()})
+    unscaled = RewardRouter(domain_scales=dict.fromkeys(reference_scales(), 1.0))
     for domain, scale in reference_scales().items():
         answer = "yes" if domain == "logic" else "42"
         completion = CORRECT.replace("42", answer) if domain != "math" else CORRECT

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from phasegrpo import metric_keys
+
 REWARD_NAMES = (
     "punish_refusal",
     "match_format_exactly",
@@ -89,7 +91,7 @@ class Config:
     domain_scales: dict = _help(_default_domain_scales, "Multiplier of every reward per domain; default math 1.0, code 1.2, science 0.8, logic 0.7, and each registered domain's scale.")
     reward_values: dict = _help({}, "Overrides of the reward table (docs/rewards.md), e.g. {'refusal_penalty': -3.0}.")
     phase_schedule: str = _help("progress", "Phase timing: 'progress' (phase_boundaries) or 'metric' (transition_* settings; docs/curriculum.md).")
-    transition_metrics: list = _help(["format/exact_rate", "rewards/check_answer/raw"], "metric schedule: the logged metric that ends phase 0, and phase 1.")
+    transition_metrics: list = _help([metric_keys.EXACT_FORMAT_RATE, metric_keys.reward("check_answer", "raw")], "metric schedule: the logged metric that ends phase 0, and phase 1.")
     transition_thresholds: list = _help([0.8, 1.5], "metric schedule: leave a phase once its metric is >= this for transition_window steps (1.5 = half of correct_reward).")
     transition_window: int = _help(5, "metric schedule: consecutive steps the metric must hold.")
     transition_min_fractions: list = _help([0.1, 0.3], "metric schedule: never leave phase 0 / phase 1 before these fractions of max_steps.")

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from phasegrpo import metric_keys
+
 STATE_FILE = "phasegrpo_state.json"
 
 
@@ -124,7 +126,7 @@ class MetricSchedule(PhaseSchedule):
     """
 
     kind: ClassVar[str] = "metric"
-    metric_names: tuple[str, ...] = ("format/exact_rate", "rewards/check_answer/raw")
+    metric_names: tuple[str, ...] = (metric_keys.EXACT_FORMAT_RATE, metric_keys.reward("check_answer", "raw"))
     thresholds: tuple[float, ...] = (0.8, 1.5)
     window: int = 5
     min_fractions: tuple[float, ...] = (0.1, 0.3)

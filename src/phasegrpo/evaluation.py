@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from phasegrpo.formats import is_exact_format
 from phasegrpo.generation import sample_completions
+from phasegrpo.messages import last_user_message
 
 if TYPE_CHECKING:
     from phasegrpo.router import RewardRouter, Scores
@@ -129,7 +130,7 @@ class _Scorer:
             {
                 "domain": columns["domain"][index],
                 "id": ids[index],
-                "question": _question(batch["prompt"][index]),
+                "question": last_user_message(batch["prompt"][index]),
                 "reference": answers[index],
                 "completion": text,
                 "is_correct": correctness[index] is not None and correctness[index] >= self.full_credit - 1e-9,
@@ -201,7 +202,7 @@ def load_eval_rows(*, source: str, rows_per_domain: int, data_dir: str | None = 
     from phasegrpo.data import load_mixture
     from phasegrpo.domains import domain_names
 
-    weights = {domain: 1.0 for domain in (domains or domain_names())}
+    weights = dict.fromkeys(domains or domain_names(), 1.0)
     by_domain = load_mixture(
         weights, source="synthetic" if source == "synthetic" else None, split="test",
         data_dir=data_dir or None, limit=rows_per_domain, seed=seed,
@@ -257,14 +258,6 @@ def _progress_bar(total: int, show: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="eval", unit="completion", dynamic_ncols=True)
-
-
-def _question(prompt) -> str:
-    """The last user message of a conversational prompt (what the report shows as the question)."""
-    if isinstance(prompt, str):
-        return prompt
-    users = [message.get("content", "") for message in prompt if message.get("role") == "user"]
-    return users[-1] if users else ""
 
 
 def _mean(values) -> float:

@@ -285,7 +285,7 @@ class DomainMixSampler(Sampler[int]):
         # Random phase of the round-robin, so that different seeds start with different domains.
         self.credit = {domain: float(self.rng.random()) for domain in self.pools}
         self.last_chunk_counts: dict[str, int] = {}  # domains of the chunk drawn last
-        self.domain_counts = {domain: 0 for domain in self.pools}  # prompts drawn per domain, all chunks
+        self.domain_counts = dict.fromkeys(self.pools, 0)  # prompts drawn per domain, all chunks
 
     @property
     def weights_in_force(self) -> dict[str, float]:

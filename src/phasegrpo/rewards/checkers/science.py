@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from phasegrpo.messages import last_user_message
 from phasegrpo.rewards._common import is_list_like
 from phasegrpo.rewards.checkers._text import strip_decoration, without_explanation
 from phasegrpo.rewards.values import RewardValues
@@ -26,20 +27,10 @@ _LABEL_MARK = re.compile(r"\(([A-Za-z]|\d{1,2})\)|(?<![\w(])([A-Z]|\d{1,2})\)")
 _NON_WORD = re.compile(r"[\W_]+")
 
 
-def _last_user_message(prompt: Any) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    if is_list_like(prompt):
-        for message in reversed(list(prompt)):
-            if isinstance(message, Mapping) and message.get("role") == "user":
-                return str(message.get("content") or "")
-    return ""
-
-
 def _choices_from_prompt(prompt: Any) -> dict[str, str]:
     """`{label: text}` from the last user message's 'A) text' / 'A. text' lines (letters, or
     numbers when the last choice line is numbered)."""
-    lines = _CHOICE_LINE.findall(_last_user_message(prompt)[-8000:])
+    lines = _CHOICE_LINE.findall(last_user_message(prompt)[-8000:])
     if not lines:
         return {}
     is_letter = lines[-1][0].isalpha()
