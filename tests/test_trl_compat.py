@@ -11,7 +11,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from phasegrpo.config import Config
-from phasegrpo.data.prompts import math_prompt
+from phasegrpo.domains.math import math_prompt
 from phasegrpo.training import grpo_args, trl_compat
 from phasegrpo.training.trl_compat import TRLSeams
 
