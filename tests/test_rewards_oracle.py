@@ -135,16 +135,17 @@ def arc_gold_text(row):
     ["{label}", "({label})", "{label}) {text}", "The answer is {label}.", "{text}", "{lower}"],
 )
 def test_arc_gold_earns_full_credit(style, dress):
-    prompts, golds, completions = [], [], []
+    prompts, golds, completions, ids = [], [], [], []
     for row in ARC:
         prompt, gold = arc_prompt(row, style)
         if dress == "{lower}" and gold.isdigit():
             continue
+        ids.append(row["id"])  # the rows kept, so a failure names the right row
         prompts.append(prompt)
         golds.append(gold)
         completions.append(render("Reasoning about the choices.", dress.format(label=gold, text=arc_gold_text(row), lower=gold.lower())))
     scores = check_answer(completions, domain=["science"] * len(golds), answer=golds, prompts=prompts)
-    assert failing([row["id"] for row in ARC], scores, lambda value: value == FULL) == []
+    assert failing(ids, scores, lambda value: value == FULL) == []
     if dress == "{label}":
         assert_gold_is_clean(completions, "science")
 

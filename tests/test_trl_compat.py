@@ -56,7 +56,7 @@ def make_trainer(tmp_path, tiny, **kwargs):
     from peft import LoraConfig
 
     model, tokenizer = tiny
-    config = Config(prompts_per_step=2, num_generations=2, max_completion_length=8, beta=0.1, report_to="none", save_steps=1)
+    config = Config(prompts_per_step=2, num_generations=2, max_completion_length=16, beta=0.1, report_to="none", save_steps=1)
     trainer = RecordingSeams(
         model=model, processing_class=tokenizer, reward_funcs=[constant_reward], args=grpo_args(config, tmp_path),
         train_dataset=Dataset.from_list(ROWS), peft_config=LoraConfig(r=2, lora_alpha=4, target_modules="all-linear", task_type="CAUSAL_LM"),
