@@ -60,3 +60,12 @@ def test_an_invalid_config_cannot_be_made_by_any_route():
         dataclasses.replace(Config(), max_steps=0)
     with pytest.raises(ValueError, match="num_generations must be >= 2"):
         from_dict({**Config().to_dict(), "num_generations": 1})
+
+
+def test_every_preset_has_its_values_as_data_for_help():
+    from phasegrpo.config import PRESET_VALUES, PRESETS, preset_field_values
+
+    assert set(PRESET_VALUES) == set(PRESETS)  # a new preset needs its values in PRESET_VALUES for --help
+    for name in PRESETS:
+        assert preset(name) == Config(**PRESET_VALUES[name])
+    assert preset_field_values("max_steps") == {"demo": 4, "seed": 300}

@@ -10,6 +10,8 @@ import typing
 
 from phasegrpo.config import PRESETS, Config
 
+DEFAULT_PRESET = "demo"
+
 
 def _parse_mapping(text: str) -> dict:
     """`math=0.5,code=0.5` or JSON → dict (numbers parsed where they look like numbers)."""
@@ -35,21 +37,55 @@ def _parse_list(text: str) -> list:
     return [json.loads(part) if part.strip()[:1].isdigit() else part.strip() for part in text.split(",")]
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the None that marks a config flag as "not given" (the config
+    flags carry the presets' values in their help instead)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def _show(value) -> str:
+    if isinstance(value, str):
+        return value or "''"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _preset_values_help(field_name: str) -> str:
+    """`(demo preset: 4; seed preset: 300)`, or `(default: 0.08)` where every preset agrees."""
+    from phasegrpo.config import preset_field_values
+
+    values = preset_field_values(field_name)
+    shown = {name: _show(value) for name, value in values.items()}
+    if len(set(shown.values())) == 1:
+        text = f"(default: {next(iter(shown.values()))})"
+    else:
+        text = "(" + "; ".join(f"{name} preset: {value}" for name, value in shown.items()) + ")"
+    return text.replace("%", "%%")  # argparse %-formats help strings
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(Config)
-    group = parser.add_argument_group("config fields (override the preset)")
+    group = parser.add_argument_group("config fields (override the preset or the --config file)")
     for field in dataclasses.fields(Config):
-        flag = "--" + field.name.replace("_", "-")
-        help_text = field.metadata.get("help", "")
+        flags = ["--" + field.name.replace("_", "-")]
+        if "flag" in field.metadata:  # a short name first, e.g. --trl for --trl-args
+            flags.insert(0, field.metadata["flag"])
+        help_text = f"{field.metadata.get('help', '')} {_preset_values_help(field.name)}"
         kind = hints[field.name]
+        # default=None for every flag: only flags actually given override the preset or the file.
         if kind is bool:
-            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            group.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif kind is dict:
-            group.add_argument(flag, dest=field.name, type=_parse_mapping, default=None, metavar="K=V,...", help=help_text)
+            group.add_argument(*flags, dest=field.name, type=_parse_mapping, default=None, metavar="K=V,...", help=help_text)
         elif kind is list:
-            group.add_argument(flag, dest=field.name, type=_parse_list, default=None, metavar="JSON", help=help_text)
+            group.add_argument(*flags, dest=field.name, type=_parse_list, default=None, metavar="JSON", help=help_text)
         else:
-            group.add_argument(flag, dest=field.name, type=kind, default=None, help=help_text)
+            group.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text)
 
 
 def _config_overrides(args: argparse.Namespace) -> dict:
@@ -64,8 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="Train a LoRA policy with GRPO and the phase curriculum.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="Starting configuration.")
+                                formatter_class=_HelpFormatter)
+    train.add_argument("--preset", default=None, choices=sorted(PRESETS), help=f"Starting configuration (default: {DEFAULT_PRESET}).")
+    train.add_argument("--config", default=None, metavar="FILE",
+                       help="Start from a config file instead of a preset: a .py file that defines `config` "
+                            "(see examples/), or a run's config.json to run it again.")
     train.add_argument("--resume", action="store_true", help="Continue the run in --output-dir from its last complete checkpoint.")
     train.add_argument("--overwrite", action="store_true", help="Delete an existing run folder and start over.")
     train.add_argument("--allow-max-steps-change", action="store_true", help="On --resume, accept a new --max-steps and re-time the phases.")
@@ -130,15 +169,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from phasegrpo.config import preset
+    from phasegrpo.config import override, preset
 
-    config = preset(args.preset, **_config_overrides(args))
-    if args.resume:
-        from phasegrpo.config import override
+    overrides = _config_overrides(args)
+    if args.config:
+        if args.preset:
+            raise ValueError(f"--preset {args.preset} and --config {args.config} both given: a config file chooses its own "
+                             "starting point (e.g. `config = preset(\"seed\", ...)`). Pass one of them.")
+        from phasegrpo.config_files import load_config_file
 
-        saved = _saved_config(config.output_dir)
-        if saved is not None:  # the run's own settings, with only what was given on this command line changed
-            config = override(saved, **_config_overrides(args))
+        config = override(load_config_file(args.config), **overrides)  # flags given on the command line win
+    else:
+        config = preset(args.preset or DEFAULT_PRESET, **overrides)
+        if args.resume:
+            saved = _saved_config(config.output_dir)
+            if saved is not None:  # the run's own settings, with only what was given on this command line changed
+                config = override(saved, **overrides)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0

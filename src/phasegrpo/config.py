@@ -65,7 +65,8 @@ class Config:
     # --- data ----------------------------------------------------------------------------
     data_source: str = _help("hub", "'hub' (the four reference datasets) or 'synthetic' (generated offline).")
     data_dir: str = _help("", "Folder with local files in the Hub schema (<dir>/<gsm8k|mbpp|arc_easy|strategyqa>/*.jsonl); overrides data_source.")
-    domain_weights: dict = _help(_default_domain_weights, "Sampling-time mixing weights per domain (need not sum to 1); default math 0.35, code 0.30, science 0.20, logic 0.15.")
+    domain_weights: dict = _help(_default_domain_weights, "Sampling-time mixing weights per domain (need not sum to 1); default math 0.35, code 0.30, science 0.20, logic 0.15.",
+                                 default_text="from the domain registry")
     rows_per_domain: int = _help(0, "Cap on rows loaded per domain (0 = all).")
     worked_example: bool = _help(False, "Show one solved item of the row's domain before each question (for base models such as the embedded 270M).")
     mix_schedule: str = _help("constant", "Domain-mix annealing: constant, linear (domain_weights -> mix_end_weights) or adaptive.")
@@ -84,11 +85,16 @@ class Config:
     scale_rewards: str = _help("batch", "Advantage std: 'batch' keeps the domain scale that 'group' would cancel; 'none' or 'group'.")
     loss_type: str = _help("dapo", "TRL loss_type (dapo, grpo, dr_grpo, bnpo, ...).")
     seed: int = _help(42, "Seed of data, sampling and initialisation.")
+    trl_args: dict = _help({}, "Any other setting of TRL's GRPOConfig by name, applied on top of phasegrpo's "
+                           "(e.g. --trl lr_scheduler_type=cosine,warmup_steps=0.1 or --trl save_total_limit=1); "
+                           "the settings phasegrpo makes from its own fields are refused with the flag to use.",
+                           flag="--trl")
     # --- curriculum / router ----------------------------------------------------------------
     phase_boundaries: list = _help([0.25, 0.75], "Training fractions where phase 1 and phase 2 start.")
     phase_rewards: list = _help([list(p) for p in REFERENCE_PHASE_REWARDS], "Rewards enabled in each phase.")
     reward_weights: dict = _help({}, "Weight per reward (name -> weight, or name -> [w_phase0, w_phase1, w_phase2]); default 1.")
-    domain_scales: dict = _help(_default_domain_scales, "Multiplier of every reward per domain; default math 1.0, code 1.2, science 0.8, logic 0.7, and each registered domain's scale.")
+    domain_scales: dict = _help(_default_domain_scales, "Multiplier of every reward per domain; default math 1.0, code 1.2, science 0.8, logic 0.7, and each registered domain's scale.",
+                                default_text="from the domain registry")
     reward_values: dict = _help({}, "Overrides of the reward table (docs/rewards.md), e.g. {'refusal_penalty': -3.0}.")
     phase_schedule: str = _help("progress", "Phase timing: 'progress' (phase_boundaries) or 'metric' (transition_* settings; docs/curriculum.md).")
     transition_metrics: list = _help([metric_keys.EXACT_FORMAT_RATE, metric_keys.reward("check_answer", "raw")], "metric schedule: the logged metric that ends phase 0, and phase 1.")
@@ -177,12 +183,38 @@ class Config:
             problems.append(f"data_source must be 'hub' or 'synthetic', got {self.data_source!r}.")
         if self.max_completion_length < 16:
             problems.append(f"max_completion_length {self.max_completion_length} leaves no room for a reply; use >= 96.")
+        if not isinstance(self.trl_args, dict):
+            problems.append(f"trl_args must be a dict of GRPOConfig settings, got {self.trl_args!r}.")
+        else:
+            from phasegrpo.trl_args import trl_args_problems
+
+            problems.extend(trl_args_problems(self.trl_args))
         return problems
+
+
+# Each preset's values as data, so that `phasegrpo train --help` can show them without making a
+# Config (which loads the domain registry: datasets and torch).
+SEED_VALUES: dict[str, Any] = {"output_dir": "runs/seed"}
+DEMO_VALUES: dict[str, Any] = {
+    "model": "embedded",
+    "data_source": "synthetic",
+    "worked_example": True,
+    "max_steps": 4,
+    "prompts_per_step": 2,
+    "num_generations": 4,
+    "learning_rate": 1e-4,
+    "max_completion_length": 96,
+    "fast_cpu_generation": True,
+    "save_steps": 2,
+    "output_dir": "runs/demo",
+    "eval_before_after": True,
+    "eval_rows_per_domain": 2,
+}
 
 
 def seed() -> Config:
     """The reference setup: Gemma-3 1B Instruct on the four Hub datasets (a GPU run)."""
-    return Config(output_dir="runs/seed")
+    return Config(**SEED_VALUES)
 
 
 def demo() -> Config:
@@ -192,24 +224,22 @@ def demo() -> Config:
     96 new tokens hold a complete <reasoning>/<answer> reply; 2 prompts x 4 generations keep real
     groups. A higher learning rate than the reference so that 4 steps move the policy measurably.
     """
-    return Config(
-        model="embedded",
-        data_source="synthetic",
-        worked_example=True,
-        max_steps=4,
-        prompts_per_step=2,
-        num_generations=4,
-        learning_rate=1e-4,
-        max_completion_length=96,
-        fast_cpu_generation=True,
-        save_steps=2,
-        output_dir="runs/demo",
-        eval_before_after=True,
-        eval_rows_per_domain=2,
-    )
+    return Config(**DEMO_VALUES)
 
 
 PRESETS = {"demo": demo, "seed": seed}
+PRESET_VALUES = {"demo": DEMO_VALUES, "seed": SEED_VALUES}
+
+
+def preset_field_values(field_name: str) -> dict[str, Any]:
+    """Each preset's value of one field, without making a Config (for `--help`). A default the
+    domain registry computes is given as its field's `default_text`."""
+    field_ = {f.name: f for f in dataclasses.fields(Config)}[field_name]
+    if field_.default is not dataclasses.MISSING:
+        default = field_.default
+    else:
+        default = field_.metadata.get("default_text") or field_.default_factory()
+    return {name: values.get(field_name, default) for name, values in PRESET_VALUES.items()}
 
 
 def preset(name: str, **overrides: Any) -> Config:

@@ -62,6 +62,8 @@ def train(
     `reward_functions` registers your own rewards by name (enable them in `config.phase_rewards`);
     `callbacks` are extra transformers TrainerCallbacks.
     """
+    # First: TRL checks its settings (trl_args included) before the run folder or the model is touched.
+    training_args = grpo_args(config, Path(config.output_dir))
     run_dir = prepare_run_dir(config, resume, overwrite)
     checkpoint, schedule = (None, None)
     if resume:
@@ -90,7 +92,7 @@ def train(
         model=model,
         processing_class=tokenizer,
         reward_funcs=[router],
-        args=grpo_args(config, run_dir),
+        args=training_args,
         train_dataset=train_rows,
         peft_config=lora_config(config),
         callbacks=[*run_callbacks, interrupt, *(callbacks or [])],

@@ -35,12 +35,27 @@ def load_training_rows(config: Config):
     return concat_domains(by_domain)
 
 
+# phasegrpo's choices among the GRPOConfig settings it does not own: Config.trl_args may change them.
+ADJUSTABLE_DEFAULTS = {"save_total_limit": 3, "log_completions": False}
+
+
 def grpo_args(config: Config, run_dir: Path) -> GRPOConfig:
-    """TRL's GRPOConfig for a run of `config` into `run_dir`."""
+    """TRL's GRPOConfig for a run of `config` into `run_dir`; `config.trl_args` applied last."""
+    settings = {**grpo_settings(config, run_dir), **ADJUSTABLE_DEFAULTS, **config.trl_args}
+    try:
+        return GRPOConfig(**settings)
+    except (TypeError, ValueError) as error:
+        if not config.trl_args:
+            raise
+        raise ValueError(f"TRL's GRPOConfig refused the settings with trl_args {config.trl_args}: {error}") from error
+
+
+def grpo_settings(config: Config, run_dir: Path) -> dict:
+    """The GRPOConfig settings phasegrpo makes from its own Config fields (phasegrpo.trl_args names them)."""
     on_gpu = torch.cuda.is_available()
     dtype = resolve_dtype(config.dtype)
     per_device_batch = config.prompts_per_step * config.num_generations // config.gradient_accumulation_steps
-    return GRPOConfig(
+    return dict(
         output_dir=str(run_dir / run_folder.CHECKPOINTS_DIR),
         max_steps=config.max_steps,
         per_device_train_batch_size=per_device_batch,
@@ -58,7 +73,6 @@ def grpo_args(config: Config, run_dir: Path) -> GRPOConfig:
         logging_steps=config.logging_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
-        save_total_limit=3,
         report_to=[] if config.report_to in ("", "none") else config.report_to.split(","),
         use_cpu=not on_gpu,
         bf16=on_gpu and dtype == torch.bfloat16,
@@ -67,7 +81,6 @@ def grpo_args(config: Config, run_dir: Path) -> GRPOConfig:
         use_vllm=config.use_vllm,
         vllm_mode=config.vllm_mode,
         disable_tqdm=True,
-        log_completions=False,
         shuffle_dataset=True,
     )
 
