@@ -143,3 +143,13 @@ def test_train_help_shows_the_presets_values_not_none(capsys):
     assert "(default: 0.08)" in help_text  # --beta: the same in every preset
     assert "default: None" not in help_text
     assert "--trl K=V,..., --trl-args K=V,..." in help_text and "--config FILE" in help_text
+
+
+def test_resume_with_a_config_file_keeps_the_files_settings(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps(preset("demo", output_dir=str(run_dir), max_steps=8).to_dict()))
+    path = tmp_path / "my_run.py"
+    path.write_text(f"from phasegrpo import preset\nconfig = preset('demo', output_dir={str(run_dir)!r}, max_steps=8, seed=7)\n")
+    values = printed_config(capsys, ["train", "--config", str(path), "--resume", "--print-config"])
+    assert values["seed"] == 7 and values["max_steps"] == 8  # the file's, not the saved run's seed 42
