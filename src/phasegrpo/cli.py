@@ -8,7 +8,7 @@ import json
 import sys
 import typing
 
-from phasegrpo.config import PRESETS, Config
+from phasegrpo.config import PRESETS, Config, preset_field_values
 
 DEFAULT_PRESET = "demo"
 
@@ -57,8 +57,6 @@ def _show(value) -> str:
 
 def _preset_values_help(field_name: str) -> str:
     """`(demo preset: 4; seed preset: 300)`, or `(default: 0.08)` where every preset agrees."""
-    from phasegrpo.config import preset_field_values
-
     values = preset_field_values(field_name)
     shown = {name: _show(value) for name, value in values.items()}
     if len(set(shown.values())) == 1:

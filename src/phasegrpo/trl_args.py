@@ -72,6 +72,10 @@ def trl_args_problems(trl_args: dict) -> list[str]:
     from trl import GRPOConfig
 
     fields = {field.name: field for field in dataclasses.fields(GRPOConfig) if field.init}
+    try:  # the annotations as types, also where a module writes them as strings
+        types_by_name = typing.get_type_hints(GRPOConfig)
+    except Exception:  # an annotation that cannot be resolved: check only the ones that are types
+        types_by_name = {name: field.type for name, field in fields.items()}
     problems = []
     for name, value in trl_args.items():
         if name in FROM_CONFIG_FIELDS:
@@ -86,10 +90,10 @@ def trl_args_problems(trl_args: dict) -> list[str]:
             close = [RENAMED[name]] if name in RENAMED else difflib.get_close_matches(name, list(fields), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             problems.append(f"trl_args has {name!r}, which is not a field of TRL's GRPOConfig.{hint}")
-        elif not _accepts(fields[name].type, value):
+        elif not _accepts(types_by_name.get(name), value):
             problems.append(
                 f"trl_args {name}={value!r} ({type(value).__name__}) does not fit GRPOConfig.{name}, "
-                f"which takes {_type_name(fields[name].type)}."
+                f"which takes {_type_name(types_by_name[name])}."
             )
     return problems
 
