@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phasegrpo import metric_keys
+from phasegrpo.trackers import report_to_problems
 
 REWARD_NAMES = (
     "punish_refusal",
@@ -107,7 +108,7 @@ class Config:
     output_dir: str = _help("runs/seed", "Run folder: config, metrics.jsonl, checkpoints, adapter, plots.")
     save_steps: int = _help(50, "Checkpoint every N steps (and on Ctrl-C and at the end).")
     logging_steps: int = _help(1, "Log metrics every N steps.")
-    report_to: str = _help("none", "TRL/transformers report_to: none, tensorboard, wandb, trackio (comma list).")
+    report_to: str = _help("none", "Experiment trackers: none, tensorboard, wandb, trackio (comma list); each needs its extra, e.g. pip install 'phasegrpo[tensorboard]'.")
     eval_before_after: bool = _help(False, "Evaluate on held-out rows before and after training.")
     eval_rows_per_domain: int = _help(8, "Held-out rows per domain for eval_before_after.")
 
@@ -177,6 +178,7 @@ class Config:
             problems.append(f"data_source must be 'hub' or 'synthetic', got {self.data_source!r}.")
         if self.max_completion_length < 16:
             problems.append(f"max_completion_length {self.max_completion_length} leaves no room for a reply; use >= 96.")
+        problems.extend(report_to_problems(self.report_to))
         return problems
 
 
