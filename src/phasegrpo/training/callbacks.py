@@ -228,6 +228,8 @@ class ConfigToTrackers(TrainerCallback):
 
             if wandb.run is not None:
                 wandb.config.update({self.CONFIG_KEY: values}, allow_val_change=True)
+            else:
+                logger.warning("wandb has no active run: phasegrpo's config is not in its run config.")
         if "trackio" in trackers:
             import trackio
 

@@ -6,7 +6,8 @@
 
 Checks the trackers of report_to are installed and the user's rows, prepares the run folder (or
 picks up a resumable one), builds the router, the model, the rows and the trainer, evaluates
-before and after when configured, and writes the adapter and the report. Every file is written so that a kill leaves it complete or absent (run_folder).
+before and after when configured, and writes the adapter and the report. Every file is written
+so that a kill leaves it complete or absent (run_folder).
 """
 
 from __future__ import annotations
