@@ -135,3 +135,81 @@ def test_training_rows_carry_the_worked_example_when_configured(worked_example, 
     rows, domains = load_training_rows(preset("demo", rows_per_domain=3, worked_example=worked_example))
     assert len(rows) == 12 and sorted(set(domains)) == ["code", "logic", "math", "science"]
     assert all([m["role"] for m in prompt] == roles for prompt in rows["prompt"])
+
+
+class SourceRecorder:
+    """A reward that remembers the `source` column of every training row it scores (the held-out
+    evaluation scores without a trainer_state), and varies as above."""
+
+    __name__ = "source_recorder"
+
+    def __init__(self):
+        self.sources = set()
+
+    def __call__(self, completions, source, trainer_state=None, **kwargs):
+        if trainer_state is not None:
+            self.sources.update(source)
+        return completion_length_reward(completions)
+
+
+def my_rows(domains=("math", "logic"), rows_each=6):
+    """The user's own rows: contract rows from the generators, relabelled as theirs."""
+    import datasets
+
+    from phasegrpo.data import load_domain
+
+    parts = [load_domain(domain, source="synthetic", limit=rows_each) for domain in domains]
+    return datasets.concatenate_datasets(parts).map(lambda row: {"source": "my-notebook"})
+
+
+def test_train_on_the_users_own_dataset_returns_evals_and_paths(tmp_path, tiny):
+    model, tokenizer = tiny
+    recorder = SourceRecorder()
+    config = tiny_config(tmp_path, domain_weights={"math": 0.5, "logic": 0.5}, eval_before_after=True, eval_rows_per_domain=1,
+                         phase_rewards=[["source_recorder"]] * 3)
+    result = train(config, dataset=my_rows(), model=model, tokenizer=tokenizer,
+                   reward_functions={"source_recorder": recorder}, show_progress=False)
+
+    assert recorder.sources == {"my-notebook"}  # trained on the given rows, not the config's data
+    records, _ = run_folder.read_jsonl(result.metrics_path)
+    assert [r["step"] for r in records] == [1, 2] and set().union(*(r["domain_count"] for r in records)) <= {"math", "logic"}
+    # eval before/after read the config's held-out rows: one per trained domain
+    for summary, path in ((result.eval_before, "eval_before.json"), (result.eval_after, "eval_after.json")):
+        assert set(summary) >= {"math", "logic"} and "science" not in summary
+        assert summary == json.loads((result.run_dir / path).read_text())["summary"]
+    assert result.report_html == result.run_dir / "report.html" and result.report_html.exists()
+    assert result.report_markdown.exists() and result.metrics_path == result.run_dir / "metrics.jsonl"
+    assert (result.adapter_dir / "adapter_model.safetensors").exists()
+
+
+def test_a_run_without_eval_returns_none_for_the_evals(tmp_path, tiny):
+    model, tokenizer = tiny
+    result = train(tiny_config(tmp_path, max_steps=1), model=model, tokenizer=tokenizer,
+                   reward_functions={"completion_length_reward": completion_length_reward}, show_progress=False)
+    assert result.eval_before is None and result.eval_after is None and result.report_html.exists()
+
+
+@pytest.mark.parametrize("change, weights, error, message", [
+    (lambda rows: rows.remove_columns(["tests", "id"]), None, ValueError, r"lacks column\(s\) \['tests', 'id'\]"),
+    (lambda rows: rows.map(lambda row: {"domain": "poetry"}), None, ValueError, r"unknown domain\(s\) \['poetry'\]; known: "),
+    (lambda rows: rows, {"math": 0.5, "code": 0.5}, ValueError, r"draws from \['code'\] but dataset has no rows of them"),
+    (lambda rows: {"train": rows}, None, TypeError, "must be a datasets.Dataset"),
+])
+def test_a_users_dataset_is_checked_before_the_run_folder(tmp_path, change, weights, error, message):
+    config = tiny_config(tmp_path, domain_weights=weights or {"math": 0.5, "logic": 0.5})
+    with pytest.raises(error, match=message):
+        train(config, dataset=change(my_rows()), model=object(), tokenizer=object(), show_progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_notebook_api_imports_from_the_package():
+    import phasegrpo
+    from phasegrpo import RewardRouter, preset, register_domain, register_reward
+    from phasegrpo import train as package_train
+
+    assert {"RewardRouter", "preset", "register_domain", "register_reward", "train"} <= set(phasegrpo.__all__)
+    assert callable(register_domain) and callable(package_train) and RewardRouter()
+    assert preset("demo").max_steps == 4
+    from phasegrpo.router import register_reward as router_register_reward
+
+    assert register_reward is router_register_reward

@@ -3,13 +3,13 @@
 from typing import TYPE_CHECKING
 
 from phasegrpo.config import Config, preset
-from phasegrpo.router import RewardRouter
+from phasegrpo.router import RewardRouter, register_reward
 
 if TYPE_CHECKING:
     from phasegrpo.domains import Domain
 
 __version__ = "0.1.0"
-__all__ = ["Config", "RewardRouter", "preset", "register_domain", "train"]
+__all__ = ["Config", "RewardRouter", "preset", "register_domain", "register_reward", "train"]
 
 
 def train(config: Config, **kwargs):

@@ -9,6 +9,7 @@ import sys
 import typing
 
 from phasegrpo.config import PRESETS, Config, preset_field_values
+from phasegrpo.trackers import MissingTrackerError, parse_report_to
 
 DEFAULT_PRESET = "demo"
 
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "rewards":
             return _rewards_explain(args)
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, MissingTrackerError) as error:
         print(f"phasegrpo {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 1
@@ -197,6 +198,8 @@ def _train(args) -> int:
         path = result.run_dir / name
         if path.exists():
             print(f"  {path}")
+    if "tensorboard" in parse_report_to(config.report_to):
+        print(f"TensorBoard: tensorboard --logdir {result.run_dir / run_folder.CHECKPOINTS_DIR / 'runs'}")
     return 130 if result.was_interrupted else 0
 
 

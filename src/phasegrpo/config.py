@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phasegrpo import metric_keys
+from phasegrpo.trackers import report_to_problems
 
 REWARD_NAMES = (
     "punish_refusal",
@@ -113,7 +114,7 @@ class Config:
     output_dir: str = _help("runs/seed", "Run folder: config, metrics.jsonl, checkpoints, adapter, plots.")
     save_steps: int = _help(50, "Checkpoint every N steps (and on Ctrl-C and at the end).")
     logging_steps: int = _help(1, "Log metrics every N steps.")
-    report_to: str = _help("none", "TRL/transformers report_to: none, tensorboard, wandb, trackio (comma list).")
+    report_to: str = _help("none", "Experiment trackers: none, tensorboard, wandb, trackio (comma list); each needs its extra, e.g. pip install 'phasegrpo[tensorboard]'.")
     eval_before_after: bool = _help(False, "Evaluate on held-out rows before and after training.")
     eval_rows_per_domain: int = _help(8, "Held-out rows per domain for eval_before_after.")
 
@@ -189,6 +190,7 @@ class Config:
             from phasegrpo.trl_args import trl_args_problems
 
             problems.extend(trl_args_problems(self.trl_args))
+        problems.extend(report_to_problems(self.report_to))
         return problems
 
 

@@ -1,8 +1,9 @@
 """The run's TrainerCallbacks, one job each: the metrics file, the sample completions, the phase
-announcements, the progress bar, and Ctrl-C."""
+announcements, the progress bar, Ctrl-C, and phasegrpo's config for the trackers."""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from phasegrpo import metric_keys, run_folder
+from phasegrpo.config import Config
 from phasegrpo.formats import completion_text
 from phasegrpo.messages import last_user_message
 from phasegrpo.router import RewardRouter
@@ -189,3 +191,46 @@ class StopOnInterrupt(TrainerCallback):
         if self.is_interrupted:
             control.should_save = True
             control.should_training_stop = True
+
+
+class ConfigToTrackers(TrainerCallback):
+    """Hands phasegrpo's own Config (phases, weights, scales, ...) to each tracker of report_to.
+
+    transformers' tracker callbacks log only TRL's GRPOConfig and the model config. They open
+    their run in on_train_begin and come before this callback (the Trainer adds them first), so
+    here the run exists: TensorBoard gets a `phasegrpo/config` text summary of the JSON through
+    the TensorBoardCallback's writer, wandb and trackio a `phasegrpo` entry in their run config.
+    """
+
+    TEXT_TAG = "phasegrpo/config"
+    CONFIG_KEY = "phasegrpo"
+
+    def __init__(self, config: Config, trainer_callbacks: list):
+        self.config = config
+        self.trainer_callbacks = trainer_callbacks  # the Trainer's live list, read at train begin
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        values = self.config.to_dict()
+        trackers = set(args.report_to or [])
+        if "tensorboard" in trackers:
+            from transformers.integrations import TensorBoardCallback
+
+            # Indented: TensorBoard renders text as Markdown, and this keeps the JSON a code block.
+            text = "\n".join("    " + line for line in json.dumps(values, indent=2).splitlines())
+            for callback in self.trainer_callbacks:
+                if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None:
+                    callback.tb_writer.add_text(self.TEXT_TAG, text, state.global_step)
+                    callback.tb_writer.flush()
+        if "wandb" in trackers:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.config.update({self.CONFIG_KEY: values}, allow_val_change=True)
+            else:
+                logger.warning("wandb has no active run: phasegrpo's config is not in its run config.")
+        if "trackio" in trackers:
+            import trackio
+
+            trackio.config.update({self.CONFIG_KEY: values}, allow_val_change=True)

@@ -2,10 +2,12 @@
 
     from phasegrpo import train, preset
     result = train(preset("demo", max_steps=4))
+    result = train(config, dataset=my_rows)       # your own datasets.Dataset of contract rows
 
-Prepares the run folder (or picks up a resumable one), builds the router, the model, the rows
-and the trainer, evaluates before and after when configured, and writes the adapter and the
-report. Every file is written so that a kill leaves it complete or absent (run_folder).
+Checks the trackers of report_to are installed and the user's rows, prepares the run folder (or
+picks up a resumable one), builds the router, the model, the rows and the trainer, evaluates
+before and after when configured, and writes the adapter and the report. Every file is written
+so that a kill leaves it complete or absent (run_folder).
 """
 
 from __future__ import annotations
@@ -26,8 +28,16 @@ from phasegrpo.data import make_mix_schedule
 from phasegrpo.data.prompts import add_worked_examples
 from phasegrpo.models import declare_end_of_turn, load_model, load_tokenizer
 from phasegrpo.router import RewardRouter
-from phasegrpo.training.callbacks import MetricsFile, PhaseAnnouncer, ProgressBar, SampleCompletions, StopOnInterrupt
-from phasegrpo.training.setup import grpo_args, load_training_rows, lora_config, trained_domains
+from phasegrpo.trackers import check_trackers_installed, parse_report_to
+from phasegrpo.training.callbacks import (
+    ConfigToTrackers,
+    MetricsFile,
+    PhaseAnnouncer,
+    ProgressBar,
+    SampleCompletions,
+    StopOnInterrupt,
+)
+from phasegrpo.training.setup import grpo_args, load_training_rows, lora_config, trained_domains, user_training_rows
 from phasegrpo.training.trainer import PhaseGRPOTrainer
 
 logger = logging.getLogger(__name__)
@@ -38,10 +48,17 @@ _RESUMABLE_CHANGES = {"max_steps", "save_steps", "logging_steps", "report_to", "
 
 @dataclass
 class RunResult:
+    """What a run left: its folder and files, and the held-out evaluation summaries (None when not run)."""
+
     run_dir: Path
     global_step: int
     was_interrupted: bool
     adapter_dir: Path | None
+    eval_before: dict | None = None  # evaluation summary per domain, as in eval_before.json's "summary"
+    eval_after: dict | None = None
+    metrics_path: Path | None = None
+    report_html: Path | None = None
+    report_markdown: Path | None = None
 
 
 def train(
@@ -55,13 +72,18 @@ def train(
     reward_functions: dict | None = None,
     callbacks: list | None = None,
     show_progress: bool = True,
+    dataset=None,
 ) -> RunResult:
     """Run GRPO with the phase curriculum into `config.output_dir`.
 
     `model`/`tokenizer` may be passed in (tests use tiny models); otherwise `config.model` is loaded.
     `reward_functions` registers your own rewards by name (enable them in `config.phase_rewards`);
-    `callbacks` are extra transformers TrainerCallbacks.
+    `callbacks` are extra transformers TrainerCallbacks. `dataset`, a `datasets.Dataset` of
+    contract rows (CONTRACT.md), replaces the config's training data; pass it again on resume.
+    The before/after evaluation still reads the config's held-out rows (data_source, data_dir).
     """
+    check_trackers_installed(config.report_to)
+    user_rows = user_training_rows(dataset, config) if dataset is not None else None
     # First: TRL checks its settings (trl_args included) before the run folder or the model is touched.
     training_args = grpo_args(config, Path(config.output_dir))
     run_dir = prepare_run_dir(config, resume, overwrite)
@@ -77,13 +99,13 @@ def train(
     tokenizer = tokenizer or load_tokenizer(config.model)
     model = model if model is not None else load_model(config.model, config.dtype)
     declare_end_of_turn(model, tokenizer)
-    train_rows, row_domains = load_training_rows(config)
+    train_rows, row_domains = user_rows if user_rows is not None else load_training_rows(config)
     mix = make_mix_schedule(config.mix_schedule, config.domain_weights, **({"end": config.mix_end_weights} if config.mix_schedule == "linear" else {}))
 
-    eval_rows = None
+    eval_rows = eval_before = eval_after = None
     if config.eval_before_after and not resume:
         eval_rows = _load_eval_rows(config)
-        _evaluate_into(run_dir / run_folder.EVAL_BEFORE_FILE, "before training", model, tokenizer, eval_rows, config, router)
+        eval_before = _evaluate_into(run_dir / run_folder.EVAL_BEFORE_FILE, "before training", model, tokenizer, eval_rows, config, router)
     interrupt = StopOnInterrupt()
     run_callbacks = [MetricsFile(run_dir), SampleCompletions(run_dir, router), PhaseAnnouncer(router)]
     if show_progress:
@@ -103,24 +125,30 @@ def train(
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    if parse_report_to(config.report_to):
+        trainer.add_callback(ConfigToTrackers(config, trainer.callback_handler.callbacks))
     interrupt.install()
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         interrupt.restore()
-    adapter_dir = None
+    adapter_dir = report = None
     if trainer.args.should_save:
         if interrupt.is_interrupted:
             print(f"Stopped at step {trainer.state.global_step}; resume with: phasegrpo train --resume --output-dir {run_dir}", flush=True)
         else:
             adapter_dir = save_adapter(trainer, run_dir)
             if eval_rows is not None:
-                _evaluate_into(run_dir / run_folder.EVAL_AFTER_FILE, "after training", trainer.model, tokenizer, eval_rows, config, router)
+                eval_after = _evaluate_into(run_dir / run_folder.EVAL_AFTER_FILE, "after training", trainer.model, tokenizer, eval_rows, config, router)
         from phasegrpo.report import write_report
 
         report = write_report(run_dir)
         print(f"Report: {report.html}  (summary: {report.markdown})", flush=True)
-    return RunResult(run_dir, trainer.state.global_step, interrupt.is_interrupted, adapter_dir)
+    return RunResult(
+        run_dir, trainer.state.global_step, interrupt.is_interrupted, adapter_dir,
+        eval_before=eval_before, eval_after=eval_after, metrics_path=run_dir / run_folder.METRICS_FILE,
+        report_html=report.html if report else None, report_markdown=report.markdown if report else None,
+    )
 
 
 def prepare_run_dir(config: Config, resume: bool, overwrite: bool) -> Path:
@@ -171,8 +199,8 @@ def _load_eval_rows(config: Config):
     return add_worked_examples(rows) if config.worked_example else rows
 
 
-def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Config, router: RewardRouter) -> None:
-    """Greedy held-out evaluation, scored by the run's own router in its last phase."""
+def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Config, router: RewardRouter) -> dict:
+    """Greedy held-out evaluation, scored by the run's own router in its last phase; its summary."""
     from phasegrpo.evaluation import evaluate_rows, format_table
 
     was_training = model.training
@@ -180,6 +208,7 @@ def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Confi
     model.train(was_training)
     run_folder.write_json_atomic(path, result)
     print(f"\nEval {label} ({len(rows)} held-out rows, greedy, {result['seconds']:.0f} s):\n{format_table(result['summary'])}", flush=True)
+    return result["summary"]
 
 
 def save_adapter(trainer: PhaseGRPOTrainer, run_dir: Path) -> Path:

@@ -1,8 +1,9 @@
-"""What a run is built from: the training rows, TRL's GRPOConfig and PEFT's LoraConfig, all
-derived from a phasegrpo Config."""
+"""What a run is built from: the training rows (the config's data or the user's own), TRL's
+GRPOConfig and PEFT's LoraConfig, all derived from a phasegrpo Config."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -10,9 +11,12 @@ from trl import GRPOConfig
 
 from phasegrpo import run_folder
 from phasegrpo.config import Config
-from phasegrpo.data import concat_domains, load_mixture
+from phasegrpo.data import COLUMNS, concat_domains, load_mixture
 from phasegrpo.data.prompts import add_worked_examples
 from phasegrpo.models import resolve_dtype
+from phasegrpo.trackers import parse_report_to
+
+logger = logging.getLogger(__name__)
 
 
 def trained_domains(config: Config) -> list[str]:
@@ -37,6 +41,52 @@ def load_training_rows(config: Config):
 
 # phasegrpo's choices among the GRPOConfig settings it does not own: Config.trl_args may change them.
 ADJUSTABLE_DEFAULTS = {"save_total_limit": 3, "log_completions": False}
+
+
+def user_training_rows(dataset, config: Config):
+    """The user's own `datasets.Dataset` of contract rows as training rows, and each row's domain.
+
+    Checked before anything is built: every contract column present, every domain registered,
+    and rows for every domain that `domain_weights` draws from (the mix sampler needs them).
+    """
+    import datasets
+
+    from phasegrpo.domains import domain_names
+
+    if not isinstance(dataset, datasets.Dataset):
+        hint = " Pass one split, e.g. dataset['train']." if isinstance(dataset, datasets.DatasetDict) else ""
+        raise TypeError(f"dataset must be a datasets.Dataset of contract rows, got {type(dataset).__name__}.{hint}")
+    missing = [column for column in COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"dataset lacks column(s) {missing}; rows need {', '.join(COLUMNS)} (CONTRACT.md: 'A row'). "
+            "Add them with dataset.map (tests [] and setup_code '' outside code; source and id say where a row is from)."
+        )
+    if len(dataset) == 0:
+        raise ValueError("dataset has no rows.")
+    row_domains = list(dataset["domain"])
+    present = sorted(set(row_domains))
+    known = domain_names()
+    unknown = [domain for domain in present if domain not in known]
+    if unknown:
+        raise ValueError(
+            f"dataset has rows of unknown domain(s) {unknown}; known: {', '.join(known)} "
+            "(register your own with phasegrpo.register_domain)."
+        )
+    drawn = trained_domains(config)
+    without_rows = [domain for domain in drawn if domain not in present]
+    if without_rows:
+        weights = {domain: config.domain_weights[domain] for domain in drawn if domain in present}
+        raise ValueError(
+            f"domain_weights draws from {without_rows} but dataset has no rows of them (it has {present}). "
+            f"Give only the dataset's domains a weight, e.g. domain_weights={weights or dict.fromkeys(present, 1.0)}."
+        )
+    never_drawn = [domain for domain in present if domain not in drawn]
+    if never_drawn:
+        logger.warning("dataset rows of %s are never drawn: domain_weights gives them no weight.", never_drawn)
+    if config.worked_example:
+        dataset = add_worked_examples(dataset)
+    return dataset, row_domains
 
 
 def grpo_args(config: Config, run_dir: Path) -> GRPOConfig:
@@ -73,7 +123,7 @@ def grpo_settings(config: Config, run_dir: Path) -> dict:
         logging_steps=config.logging_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
-        report_to=[] if config.report_to in ("", "none") else config.report_to.split(","),
+        report_to=parse_report_to(config.report_to),
         use_cpu=not on_gpu,
         bf16=on_gpu and dtype == torch.bfloat16,
         fp16=on_gpu and dtype == torch.float16,
