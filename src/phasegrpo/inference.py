@@ -102,10 +102,10 @@ def generate_for_run(run_dir: str | Path, prompt: str, *, domain: str | None = N
                      temperature: float = 0.0, dtype: str = "auto") -> str:
     """`generate` with the run's model, adapter and prompt format (worked example when it trained with one)."""
     config = run_config(run_dir)
-    model, tokenizer = load(run_dir, dtype=dtype)
     if domain is not None:
         from phasegrpo.domains import get_domain
 
-        get_domain(domain)  # an unknown domain fails naming the known ones
+        get_domain(domain)  # an unknown domain fails naming the known ones, before the model loads
+    model, tokenizer = load(run_dir, dtype=dtype)
     return generate(model, tokenizer, prompt, domain=domain, worked_example=config.worked_example and domain is not None,
                     max_new_tokens=max_new_tokens, temperature=temperature, seed=config.seed)
