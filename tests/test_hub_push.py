@@ -114,3 +114,35 @@ def test_a_repo_id_without_namespace_is_refused(tmp_path, monkeypatch, repo):
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     with pytest.raises(ValueError, match="NAMESPACE/NAME"):
         export.push_folder(tmp_path, repo)
+
+
+def test_train_with_push_to_hub_uploads_the_adapter_after_training(tmp_path, tiny, fake_hub, monkeypatch):
+    import huggingface_hub.constants
+    from test_training import completion_length_reward, tiny_config
+
+    from phasegrpo.training import train
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", fake_hub)
+    model, tokenizer = tiny
+    config = tiny_config(tmp_path, max_steps=1, push_to_hub=REPO)
+    result = train(config, model=model, tokenizer=tokenizer, show_progress=False,
+                   reward_functions={"completion_length_reward": completion_length_reward})
+    files = committed_files(FakeHub.requests)
+    assert set(files) == {path.name for path in result.adapter_dir.iterdir()}  # TRL saves the tokenizer there too
+    assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == "tiny"
+    assert "## Curriculum" in files["README.md"].decode()
+    assert files["adapter_model.safetensors"] == (result.adapter_dir / "adapter_model.safetensors").read_bytes()
+
+
+def test_train_with_push_to_hub_refuses_to_start_when_not_logged_in(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from test_training import tiny_config
+
+    from phasegrpo.training import train
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(PermissionError, match=r"run `hf auth login` \(or set HF_TOKEN\)"):
+        train(tiny_config(tmp_path, push_to_hub=REPO), show_progress=False)
+    assert not (tmp_path / "run").exists()  # failed before anything was written
