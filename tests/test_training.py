@@ -64,6 +64,12 @@ def test_two_steps_write_metrics_change_lora_and_keep_base(tmp_path, tiny):
     assert all(torch.equal(before[name], after[name]) for name in before)  # the reference stays frozen
     assert (result.run_dir / "checkpoints" / "checkpoint-2" / ".complete").exists()
     assert (result.run_dir / "plots" / "reward.png").exists()
+    # The adapter and the checkpoints name the run's model, not a folder of this machine, and the
+    # adapter's card (not TRL's "fine-tuned version of [None]") describes the run.
+    for folder in (result.adapter_dir, result.run_dir / "checkpoints" / "checkpoint-2"):
+        assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny"
+    card = (result.adapter_dir / "README.md").read_text()
+    assert "## Curriculum" in card and "completion_length_reward" in card and "[None]" not in card
 
 
 class InterruptAtStep(TrainerCallback):

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from phasegrpo.domains import Domain
 
 __version__ = "0.1.0"
-__all__ = ["Config", "RewardRouter", "preset", "register_domain", "register_reward", "train"]
+__all__ = ["Config", "RewardRouter", "load", "preset", "register_domain", "register_reward", "train"]
 
 
 def train(config: Config, **kwargs):
@@ -17,6 +17,13 @@ def train(config: Config, **kwargs):
     from phasegrpo.training import train as run_training
 
     return run_training(config, **kwargs)
+
+
+def load(run_dir, **kwargs):
+    """A trained run's model (base + LoRA adapter, eval mode) and tokenizer; see `phasegrpo.inference.load`."""
+    from phasegrpo.inference import load as load_run
+
+    return load_run(run_dir, **kwargs)
 
 
 def register_domain(domain: "Domain", *, replace: bool = False) -> "Domain":

@@ -147,7 +147,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="Write a run folder's plots, report.html (self-contained) and report.md.")
     report.add_argument("run_dir", help="A run folder (with metrics.jsonl).")
+    _add_export_command(commands)
+    _add_generate_command(commands)
     return parser
+
+
+def _add_export_command(commands) -> None:
+    export = commands.add_parser(
+        "export", help="Share a trained run: a merged transformers folder, a GGUF file, an upload to the Hub.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    export.add_argument("run_dir", help="A finished run folder (with adapter/).")
+    export.add_argument("--merged", default=None, metavar="OUT", help="Write the base model with the adapter merged in (plain transformers) here.")
+    export.add_argument("--gguf", default=None, metavar="OUT.gguf", help="Write the merged model as a GGUF file (gemma3, for llama.cpp) here.")
+    export.add_argument("--gguf-type", default="f16", choices=["f16", "f32"], help="Type of the GGUF's matrices (norms stay f32).")
+    export.add_argument("--push-to-hub", default=None, metavar="REPO", help="Upload to this Hub repo (NAMESPACE/NAME): the merged folder with --merged, else the adapter.")
+    export.add_argument("--private", action="store_true", help="Create the Hub repo as private.")
+
+
+def _add_generate_command(commands) -> None:
+    generate = commands.add_parser(
+        "generate", help="Print a trained run's completion for a prompt.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    generate.add_argument("run_dir", help="A finished run folder (with adapter/).")
+    generate.add_argument("--prompt", required=True, help="The question, or @FILE to read it from a file ('@-': stdin).")
+    generate.add_argument("--domain", default=None, help="With a run that trained with worked examples (the demo): show one solved item of this domain first.")
+    generate.add_argument("--max-new-tokens", type=int, default=256, help="Tokens to generate at most.")
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples.")
+    generate.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "rewards":
             return _rewards_explain(args)
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, MissingTrackerError) as error:
+        if args.command == "export":
+            return _export(args)
+        if args.command == "generate":
+            return _generate(args)
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, PermissionError, MissingTrackerError) as error:
         print(f"phasegrpo {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 1
@@ -296,6 +325,40 @@ def _report(args) -> int:
     for note in report.notes:
         print(f"note: {note}")
     print(f"Report: {report.html}  (open it in a browser; summary: {report.markdown})")
+    return 0
+
+
+def _export(args) -> int:
+    from phasegrpo import export
+
+    if not (args.merged or args.gguf or args.push_to_hub):
+        raise ValueError("Nothing to export: pass --merged OUT, --gguf OUT.gguf and/or --push-to-hub REPO.")
+    if args.push_to_hub:
+        export.hub_token()  # not logged in: say so before minutes of merging
+    merged = export.merged_model(args.run_dir) if (args.merged or args.gguf) else None
+    if args.merged:
+        print(f"Merged model: {export.export_merged(args.run_dir, args.merged, model_and_tokenizer=merged)}")
+    if args.gguf:
+        print(f"GGUF: {export.export_gguf(args.run_dir, args.gguf, args.gguf_type, model_and_tokenizer=merged)}")
+    if args.push_to_hub:
+        url = export.push_run(args.run_dir, args.push_to_hub, folder=args.merged, private=args.private)
+        print(f"Uploaded {'the merged model' if args.merged else 'the adapter'} to {url}")
+    return 0
+
+
+def _generate(args) -> int:
+    from pathlib import Path
+
+    from phasegrpo.inference import generate_for_run, run_config
+
+    prompt = args.prompt
+    if prompt.startswith("@"):
+        prompt = sys.stdin.read() if prompt == "@-" else Path(prompt[1:]).read_text()
+    if args.domain is None and run_config(args.run_dir).worked_example:
+        print("note: this run trained with a worked example before each question; pass --domain (math, code, science, "
+              "logic) to show one as in training.", file=sys.stderr)
+    print(generate_for_run(args.run_dir, prompt, domain=args.domain, max_new_tokens=args.max_new_tokens,
+                           temperature=args.temperature, dtype=args.dtype))
     return 0
 
 

