@@ -3,6 +3,7 @@ file either complete or absent (temp file + rename; checkpoints marked complete 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -17,16 +18,61 @@ SAMPLES_FILE = "samples.jsonl"
 EVAL_BEFORE_FILE = "eval_before.json"
 EVAL_AFTER_FILE = "eval_after.json"
 COMPLETE_MARKER = ".complete"
+SAMPLER_STATE_FILE = "mix_sampler_state.json"  # in a checkpoint: the domain-mix stream to resume
 EVAL_FILE = "eval.json"  # `phasegrpo eval --run-dir` writes here
 REPORT_HTML = "report.html"
 REPORT_MARKDOWN = "report.md"
 
 
 def write_json_atomic(path: str | Path, value) -> None:
+    write_text_atomic(path, json.dumps(value, indent=2, default=str))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Replace `path` with `text`: written to a temp file, synced to disk, then renamed, so a
+    kill or a full disk leaves the old file or the new one, never a torn one."""
     path = Path(path)
     temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(value, indent=2, default=str))
-    os.replace(temp, path)
+    try:
+        _write_synced(temp, text)
+        os.replace(temp, path)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise OSError(
+            error.errno, f"Could not write {path} ({error.strerror or error}); the previous file is unchanged"
+        ) from error
+    _sync_folder(path.parent)  # the rename itself survives a power loss
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # some systems cannot open a folder; the rename is atomic there anyway
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def disk_full_error(run_dir: str | Path, error: OSError) -> OSError:
+    """The error a run stops with when its disk is full: what happened, what is kept, what to do."""
+    checkpoint = latest_complete_checkpoint(run_dir)
+    kept = f"the last complete checkpoint, {checkpoint}, is intact" if checkpoint else "no checkpoint was complete yet"
+    return OSError(
+        errno.ENOSPC,
+        f"The disk of run folder {run_dir} is full ({error}); {kept}. Free some space, then continue with "
+        f"phasegrpo train --resume --output-dir {run_dir}",
+    )
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:
@@ -59,12 +105,13 @@ def read_jsonl(path: str | Path) -> tuple[list[dict], int]:
 
 
 def truncate_metrics_after(path: str | Path, step: int) -> None:
-    """On resume, drop rows logged after the checkpoint we continue from (they will be redone)."""
+    """On resume, drop rows logged after the checkpoint we continue from (they will be redone).
+    Works for any JSONL of rows with a `step` (metrics.jsonl, samples.jsonl); no file, nothing to do."""
+    if not Path(path).exists():
+        return
     records, _ = read_jsonl(path)
     kept = [record for record in records if int(record.get("step", 0)) <= step]
-    temp = Path(path).with_name(f".{Path(path).name}.tmp")
-    temp.write_text("".join(json.dumps(record) + "\n" for record in kept))
-    os.replace(temp, path)
+    write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 def replace_dir_atomic(staging: Path, target: Path) -> None:

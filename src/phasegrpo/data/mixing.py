@@ -18,187 +18,26 @@ of training), `AdaptiveMix` (toward the domains whose recent reward is lowest, w
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Mapping, Sequence
+import copy
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from torch.utils.data import Sampler
 
-from phasegrpo.domains import domain_names, reference_weights
+from phasegrpo.data.mix_schedules import (  # noqa: F401  (re-exported: the mixing API)
+    MIX_SCHEDULES,
+    AdaptiveMix,
+    ConstantMix,
+    LinearMix,
+    MixSchedule,
+    make_mix_schedule,
+    normalize_weights,
+)
+from phasegrpo.domains import domain_names
 
 if TYPE_CHECKING:
     import datasets
-
-
-def normalize_weights(weights: Mapping[str, float], known: Sequence[str] | None = None) -> dict[str, float]:
-    """Weights validated and scaled to sum to 1 (they need not sum to 1 on input).
-
-    known: the domains a weight may name; default every registered domain.
-    """
-    known = domain_names() if known is None else known
-    if not isinstance(weights, Mapping) or not weights:
-        raise ValueError(f"Domain weights must be a non-empty mapping of domain -> weight, got {weights!r}.")
-    unknown = [domain for domain in weights if domain not in known]
-    if unknown:
-        raise ValueError(f"Unknown domain(s) {', '.join(map(repr, unknown))} in weights. Available: {', '.join(known)}.")
-    for domain, weight in weights.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"Weight of {domain!r} must be a finite number >= 0, got {weight!r}.")
-    total = float(sum(weights.values()))
-    if total <= 0:
-        raise ValueError(f"Domain weights are all zero ({dict(weights)}); give at least one domain a positive weight.")
-    return {domain: float(weight) / total for domain, weight in weights.items()}
-
-
-# --- schedules ---------------------------------------------------------------------------
-
-
-class MixSchedule:
-    """The domain weights in force, which may change with training progress or rewards.
-
-    Subclasses override `weights`; `set_progress` and `observe_rewards` are the hooks the
-    trainer calls (every process must call them with the same values, so that every process
-    draws the same prompts).
-    """
-
-    def __init__(self) -> None:
-        self.progress = 0.0
-
-    @property
-    def domains(self) -> tuple[str, ...]:
-        return tuple(self.weights())
-
-    def weights(self) -> dict[str, float]:
-        raise NotImplementedError
-
-    def set_progress(self, fraction: float) -> None:
-        """Training progress, global_step / max_steps, clipped to [0, 1]."""
-        if not math.isfinite(fraction):
-            raise ValueError(f"Progress must be a finite fraction, got {fraction!r}.")
-        self.progress = min(1.0, max(0.0, float(fraction)))
-
-    def observe_rewards(self, domain_means: Mapping[str, float]) -> None:
-        """Recent mean reward per domain; ignored by schedules that do not adapt."""
-
-
-class ConstantMix(MixSchedule):
-    """Fixed weights; default the registry's default mix (`phasegrpo.domains.reference_weights()`)."""
-
-    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
-        super().__init__()
-        self._weights = normalize_weights(reference_weights() if weights is None else weights)
-
-    def weights(self) -> dict[str, float]:
-        return dict(self._weights)
-
-    def __repr__(self) -> str:
-        return f"ConstantMix({self._weights})"
-
-
-class LinearMix(MixSchedule):
-    """`start` weights until `start_fraction` of training, `end` weights from `end_fraction`,
-    linear in between (each side normalized first; a domain missing on one side weighs 0 there)."""
-
-    def __init__(
-        self,
-        start: Mapping[str, float],
-        end: Mapping[str, float],
-        start_fraction: float = 0.0,
-        end_fraction: float = 1.0,
-    ) -> None:
-        super().__init__()
-        if not 0.0 <= start_fraction < end_fraction <= 1.0:
-            raise ValueError(
-                f"LinearMix needs 0 <= start_fraction < end_fraction <= 1, got {start_fraction} and {end_fraction}."
-            )
-        start, end = normalize_weights(start), normalize_weights(end)
-        domains = [domain for domain in domain_names() if domain in start or domain in end]
-        self.start = {domain: start.get(domain, 0.0) for domain in domains}
-        self.end = {domain: end.get(domain, 0.0) for domain in domains}
-        self.start_fraction, self.end_fraction = float(start_fraction), float(end_fraction)
-
-    def weights(self) -> dict[str, float]:
-        t = (self.progress - self.start_fraction) / (self.end_fraction - self.start_fraction)
-        t = min(1.0, max(0.0, t))
-        return {domain: (1 - t) * self.start[domain] + t * self.end[domain] for domain in self.start}
-
-    def __repr__(self) -> str:
-        return f"LinearMix(start={self.start}, end={self.end}, {self.start_fraction}..{self.end_fraction})"
-
-
-class AdaptiveMix(MixSchedule):
-    """Leans toward the domains whose recent reward is lowest.
-
-    weights = floor + (1 - floor·n) · softmax(log(base) - ema_reward / temperature), where
-    ema_reward is each domain's reward averaged with `smoothing` (exponential moving average)
-    over `observe_rewards` calls. A domain not yet observed counts as the mean of the observed
-    ones. The floor keeps every domain of `base` at least `floor` of the draws. `base`
-    defaults to the registry's default mix.
-    """
-
-    def __init__(
-        self,
-        base: Mapping[str, float] | None = None,
-        *,
-        temperature: float = 0.5,
-        floor: float = 0.05,
-        smoothing: float = 0.8,
-    ) -> None:
-        super().__init__()
-        base = reference_weights() if base is None else base
-        self.base = {domain: weight for domain, weight in normalize_weights(base).items() if weight > 0}
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"AdaptiveMix temperature must be > 0, got {temperature!r}.")
-        if not 0.0 <= floor * len(self.base) <= 1.0 or floor < 0:
-            raise ValueError(
-                f"AdaptiveMix floor {floor!r} times {len(self.base)} domains must lie in [0, 1]; lower the floor."
-            )
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"AdaptiveMix smoothing must be in [0, 1), got {smoothing!r}.")
-        self.temperature, self.floor, self.smoothing = float(temperature), float(floor), float(smoothing)
-        self.recent_reward: dict[str, float] = {}
-
-    def observe_rewards(self, domain_means: Mapping[str, float]) -> None:
-        for domain, value in domain_means.items():
-            if domain not in self.base or value is None or not math.isfinite(value):
-                continue  # a domain absent from this step's batch, or not mixed at all
-            previous = self.recent_reward.get(domain)
-            value = float(value)
-            self.recent_reward[domain] = value if previous is None else self.smoothing * previous + (1 - self.smoothing) * value
-
-    def weights(self) -> dict[str, float]:
-        if not self.recent_reward:
-            return dict(self.base)
-        neutral = sum(self.recent_reward.values()) / len(self.recent_reward)
-        logits = {
-            domain: math.log(weight) - self.recent_reward.get(domain, neutral) / self.temperature
-            for domain, weight in self.base.items()
-        }
-        top = max(logits.values())
-        exps = {domain: math.exp(logit - top) for domain, logit in logits.items()}
-        total = sum(exps.values())
-        spread = 1.0 - self.floor * len(self.base)
-        return {domain: self.floor + spread * value / total for domain, value in exps.items()}
-
-    def __repr__(self) -> str:
-        return f"AdaptiveMix(base={self.base}, temperature={self.temperature}, floor={self.floor})"
-
-
-MIX_SCHEDULES = {"constant": ConstantMix, "linear": LinearMix, "adaptive": AdaptiveMix}
-
-
-def make_mix_schedule(kind: str, weights: Mapping[str, float] | None = None, **options) -> MixSchedule:
-    """A schedule by name: `constant` (weights), `linear` (weights → `end`, optional
-    `start_fraction`/`end_fraction`), `adaptive` (base weights; `temperature`, `floor`, `smoothing`).
-    `weights` defaults to the registry's default mix."""
-    if kind not in MIX_SCHEDULES:
-        raise ValueError(f"Unknown mix schedule {kind!r}. Available: {', '.join(MIX_SCHEDULES)}.")
-    if kind == "linear":
-        if "end" not in options:
-            raise ValueError("The linear mix schedule needs end weights: make_mix_schedule('linear', start, end={...}).")
-        return LinearMix(reference_weights() if weights is None else weights, **options)
-    return MIX_SCHEDULES[kind](weights, **options)
 
 
 # --- the sampler ---------------------------------------------------------------------------
@@ -243,7 +82,18 @@ class DomainMixSampler(Sampler[int]):
             chunks, so one pass is one "epoch" of TRL's accounting. Each new pass continues
             the same stream (its own random state), so a Trainer that re-iterates to reach
             `max_steps` never replays a pass.
+        progress_of_chunk: training progress (0..1) when chunk number `c` (0, 1, ...) starts
+            being trained on; the schedule's progress is set from it before each draw, so the
+            weights follow the chunk drawn, however far ahead the dataloader prefetches.
+        reward_lag: when given, chunk `c` is drawn with the weights after `c - reward_lag`
+            reward observations, the ones every draw is sure to follow (with prefetching, a
+            chunk is drawn before the previous one is scored); default: the latest weights.
+
+    `state_dict(chunk)` / `load_state_dict(state)` save and restore the stream as it stood
+    before drawing chunk `chunk`, so that a resumed run draws what an uninterrupted one would.
     """
+
+    SNAPSHOTS_KEPT = 8  # chunks drawn ahead of training (prefetch) whose start is still saveable
 
     def __init__(
         self,
@@ -255,6 +105,8 @@ class DomainMixSampler(Sampler[int]):
         repeat_count: int = 1,
         seed: int = 0,
         num_chunks: int | None = None,
+        progress_of_chunk: Callable[[int], float] | None = None,
+        reward_lag: int | None = None,
     ) -> None:
         for name, value in (("mini_repeat_count", mini_repeat_count), ("batch_size", batch_size), ("repeat_count", repeat_count)):
             if not isinstance(value, int) or value < 1:
@@ -286,6 +138,11 @@ class DomainMixSampler(Sampler[int]):
         self.credit = {domain: float(self.rng.random()) for domain in self.pools}
         self.last_chunk_counts: dict[str, int] = {}  # domains of the chunk drawn last
         self.domain_counts = dict.fromkeys(self.pools, 0)  # prompts drawn per domain, all chunks
+        self.progress_of_chunk, self.reward_lag = progress_of_chunk, reward_lag
+        self.chunks_drawn = 0
+        self._snapshots: dict[int, dict] = {}  # chunk number -> the stream's state before drawing it
+        self._chunk_weights: dict[int, dict[str, float]] = {}  # chunk number -> the weights it was drawn with
+        self._placeholder_chunks = 0  # chunks the next pass yields without drawing (a resume skips them)
 
     @property
     def weights_in_force(self) -> dict[str, float]:
@@ -317,7 +174,16 @@ class DomainMixSampler(Sampler[int]):
 
     def next_chunk(self) -> list[int]:
         """The next `batch_size` distinct row indices, in random order."""
-        weights = self.schedule.weights()
+        number = self.chunks_drawn
+        self._remember(number, self._snapshot())
+        if self.progress_of_chunk is not None:
+            self.schedule.set_progress(self.progress_of_chunk(number))
+        if self.reward_lag is None:
+            weights = self.schedule.weights()
+        else:
+            weights = self.schedule.weights_after(max(0, number - self.reward_lag))
+        self._chunk_weights[number] = weights
+        self.chunks_drawn += 1
         chunk: list[int] = []
         taken: set[int] = set()
         counts: dict[str, int] = {}
@@ -333,8 +199,11 @@ class DomainMixSampler(Sampler[int]):
         return [chunk[i] for i in self.rng.permutation(len(chunk))]
 
     def __iter__(self) -> Iterator[int]:
-        for _ in range(self.num_chunks):
-            chunk = self.next_chunk()
+        placeholders, self._placeholder_chunks = self._placeholder_chunks, 0
+        for position in range(self.num_chunks):
+            # Placeholders stand for chunks trained on before a resume: the Trainer skips them
+            # unread, and the restored stream goes on where it stopped.
+            chunk = list(range(self.batch_size)) if position < placeholders else self.next_chunk()
             for _ in range(self.repeat_count):
                 for index in chunk:
                     for _ in range(self.mini_repeat_count):
@@ -342,6 +211,61 @@ class DomainMixSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_chunks * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+    # --- resume ---------------------------------------------------------------------------------
+    def weights_of_chunk(self, number: int) -> dict[str, float]:
+        """The weights chunk `number` was drawn with (for one of the last few chunks drawn)."""
+        return dict(self._chunk_weights.get(number) or self.weights_in_force)
+
+    def state_dict(self, chunk: int) -> dict:
+        """The stream as it stood before drawing chunk number `chunk` (one not yet drawn, or one
+        of the last `SNAPSHOTS_KEPT` drawn), with the schedule's current state; JSON-serializable."""
+        snapshot = self._snapshot() if chunk == self.chunks_drawn else self._snapshots.get(chunk)
+        if snapshot is None:
+            raise ValueError(
+                f"Cannot save the sampler before chunk {chunk}: it has drawn {self.chunks_drawn} chunks and keeps "
+                f"the state of the last {self.SNAPSHOTS_KEPT} only."
+            )
+        return {
+            "chunk": chunk, "num_chunks": self.num_chunks, "batch_size": self.batch_size, "rows": len(self.domains),
+            **snapshot, "schedule": self.schedule.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping, *, trainer_skips_batches: bool = True) -> None:
+        """Continue the stream saved by `state_dict`. With `trainer_skips_batches` (transformers'
+        Trainer does, unless `ignore_data_skip`), the next pass first yields placeholders for
+        the chunks of the pass already trained on, which the Trainer skips unread."""
+        shape = {"num_chunks": self.num_chunks, "batch_size": self.batch_size, "rows": len(self.domains)}
+        saved_shape = {key: state.get(key) for key in shape}
+        if saved_shape != shape or set(state["pools"]) != set(self.pools):
+            raise ValueError(
+                f"The saved sampler state does not fit this run's data: saved {saved_shape} over domains "
+                f"{sorted(state['pools'])}, now {shape} over {sorted(self.pools)}. Resume with the same data and "
+                "batch settings, or start a new run."
+            )
+        self.rng.bit_generator.state = state["rng"]
+        for domain, pool_state in state["pools"].items():
+            self.pools[domain].order, self.pools[domain].position = list(pool_state["order"]), int(pool_state["position"])
+        self.credit = {domain: float(value) for domain, value in state["credit"].items()}
+        self.domain_counts = {domain: int(value) for domain, value in state["domain_counts"].items()}
+        self.schedule.load_state_dict(state["schedule"])
+        self.chunks_drawn = int(state["chunk"])
+        self._snapshots, self._chunk_weights = {}, {}
+        self._placeholder_chunks = self.chunks_drawn % self.num_chunks if trainer_skips_batches else 0
+
+    def _snapshot(self) -> dict:
+        # Pool orders are replaced on reshuffle, never changed in place: keeping them is enough.
+        return {
+            "rng": copy.deepcopy(self.rng.bit_generator.state),
+            "pools": {domain: {"order": pool.order, "position": pool.position} for domain, pool in self.pools.items()},
+            "credit": dict(self.credit),
+            "domain_counts": dict(self.domain_counts),
+        }
+
+    def _remember(self, number: int, snapshot: dict) -> None:
+        self._snapshots[number] = snapshot
+        self._snapshots.pop(number - self.SNAPSHOTS_KEPT, None)
+        self._chunk_weights.pop(number - self.SNAPSHOTS_KEPT, None)
 
 
 def concat_domains(datasets_by_domain: Mapping[str, datasets.Dataset]) -> tuple[datasets.Dataset, list[str]]:

@@ -13,6 +13,7 @@ so that a kill leaves it complete or absent (run_folder).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import shutil
@@ -92,12 +93,12 @@ def train(
 
         hub_token()  # not logged in: fail now, not after training
     run_dir = prepare_run_dir(config, resume, overwrite)
-    checkpoint, schedule = (None, None)
+    checkpoint, schedule, sampler_state = (None, None, None)
     if resume:
         _warn_about_changed_settings(config, run_dir)
         checkpoint, schedule = resolve_resume(config, run_dir, allow_max_steps_change)
-        if checkpoint is not None:
-            run_folder.truncate_metrics_after(run_dir / run_folder.METRICS_FILE, run_folder.checkpoint_step(checkpoint))
+        sampler_state = resume_sampler_state(checkpoint)
+        drop_rows_after_checkpoint(run_dir, checkpoint)
     run_folder.write_json_atomic(run_dir / run_folder.CONFIG_FILE, config.to_dict())
 
     router = RewardRouter.from_config(config, schedule=schedule, reward_functions=reward_functions)
@@ -108,11 +109,15 @@ def train(
     mix = make_mix_schedule(config.mix_schedule, config.domain_weights, **({"end": config.mix_end_weights} if config.mix_schedule == "linear" else {}))
 
     eval_rows = eval_before = eval_after = None
-    if config.eval_before_after and not resume:
+    if config.eval_before_after:
         eval_rows = _load_eval_rows(config)
-        eval_before = _evaluate_into(run_dir / run_folder.EVAL_BEFORE_FILE, "before training", model, tokenizer, eval_rows, config, router)
+        eval_before = _saved_eval_summary(run_dir / run_folder.EVAL_BEFORE_FILE) if checkpoint is not None else None
+        if eval_before is None:  # a resumed run evaluated before training already, unless killed first
+            eval_before = _evaluate_into(run_dir / run_folder.EVAL_BEFORE_FILE, "before training", model, tokenizer, eval_rows, config, router)
     interrupt = StopOnInterrupt()
-    run_callbacks = [MetricsFile(run_dir), SampleCompletions(run_dir, router), PhaseAnnouncer(router)]
+    samples = SampleCompletions(run_dir, router)
+    samples.last_phase = _last_logged_phase(run_dir) if checkpoint is not None else None
+    run_callbacks = [MetricsFile(run_dir), samples, PhaseAnnouncer(router)]
     if show_progress:
         run_callbacks.append(ProgressBar())
     trainer = PhaseGRPOTrainer(
@@ -127,6 +132,7 @@ def train(
         row_domains=row_domains,
         mix_schedule=mix,
         config=config,
+        sampler_state=sampler_state,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -135,6 +141,10 @@ def train(
     interrupt.install()
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise run_folder.disk_full_error(run_dir, error) from error
+        raise
     finally:
         interrupt.restore()
     adapter_dir = report = None
@@ -197,6 +207,38 @@ def resolve_resume(config: Config, run_dir: Path, allow_max_steps_change: bool) 
     if allow_max_steps_change:
         saved.max_steps = config.max_steps
     return checkpoint, saved
+
+
+def resume_sampler_state(checkpoint: Path | None) -> dict | None:
+    """The domain-mix sampler state saved in `checkpoint`, or None (no checkpoint, or one
+    written before sampler states were saved: the sampler then restarts its stream)."""
+    if checkpoint is None:
+        return None
+    path = checkpoint / run_folder.SAMPLER_STATE_FILE
+    if not path.exists():
+        logger.warning("%s has no sampler state (%s): the domain mix restarts its stream.", checkpoint, path.name)
+        return None
+    return json.loads(path.read_text())
+
+
+def drop_rows_after_checkpoint(run_dir: Path, checkpoint: Path | None) -> None:
+    """Metrics and sample rows logged after the checkpoint a resume continues from (all of them
+    without one) are dropped: the resumed run logs those steps again."""
+    step = run_folder.checkpoint_step(checkpoint) if checkpoint is not None else 0
+    for name in (run_folder.METRICS_FILE, run_folder.SAMPLES_FILE):
+        run_folder.truncate_metrics_after(run_dir / name, step)
+
+
+def _last_logged_phase(run_dir: Path) -> int | None:
+    records, _ = run_folder.read_jsonl(run_dir / run_folder.METRICS_FILE)
+    return int(records[-1].get("phase", 0)) if records else None
+
+
+def _saved_eval_summary(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())["summary"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _load_eval_rows(config: Config):

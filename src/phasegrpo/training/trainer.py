@@ -25,12 +25,16 @@ from phasegrpo.training.trl_compat import TRLSeams
 class PhaseGRPOTrainer(TRLSeams):
     """GRPO with the phase curriculum; see the module docstring."""
 
-    def __init__(self, *args, router: RewardRouter, row_domains: list[str], mix_schedule: MixSchedule, config: Config, **kwargs):
+    def __init__(
+        self, *args, router: RewardRouter, row_domains: list[str], mix_schedule: MixSchedule, config: Config,
+        sampler_state: dict | None = None, **kwargs,
+    ):
         self.router = router
         self.row_domains = row_domains
         self.mix_schedule = mix_schedule
         self.config = config
         self.mix_sampler: DomainMixSampler | None = None
+        self.sampler_state = sampler_state  # a checkpoint's sampler, restored when the sampler is built
         super().__init__(*args, **kwargs)
 
     @property
@@ -50,8 +54,30 @@ class PhaseGRPOTrainer(TRLSeams):
             batch_size=self.args.generation_batch_size // self.num_generations,
             repeat_count=self.num_iterations * self.args.steps_per_generation,
             seed=self.args.seed,
+            progress_of_chunk=self.chunk_progress,
+            # A chunk is drawn while the one before it is being trained on, before it is scored.
+            reward_lag=1,
         )
+        if self.sampler_state is not None:
+            # The Trainer replays the skipped batches of the resumed epoch unless told not to.
+            self.mix_sampler.load_state_dict(self.sampler_state, trainer_skips_batches=not self.args.ignore_data_skip)
+            self.sampler_state = None
         return self.mix_sampler
+
+    # --- chunks (generation batches) and optimizer steps ------------------------------------------
+    @property
+    def batches_per_chunk(self) -> int:
+        """Dataloader batches per sampler chunk: TRL repeats a generation batch this often."""
+        return self.num_iterations * self.args.steps_per_generation
+
+    def chunk_at_step(self, global_step: int) -> int:
+        """The number of the chunk the optimizer step after `global_step` trains on."""
+        return global_step * self.args.gradient_accumulation_steps // self.batches_per_chunk
+
+    def chunk_progress(self, chunk: int) -> float:
+        """Training progress when chunk `chunk` starts being trained on, as the phase schedule counts it."""
+        step = chunk * self.batches_per_chunk // self.args.gradient_accumulation_steps  # the step it is generated in
+        return self.router.schedule.fraction(step, self.args.max_steps)
 
     def generate_rollouts(self, prompt_ids):
         if not self.config.fast_cpu_generation or self.use_vllm:
@@ -76,10 +102,6 @@ class PhaseGRPOTrainer(TRLSeams):
             )
 
     # --- curriculum: the sampler and the schedule see every step ---------------------------------
-    def before_scoring(self, inputs) -> None:
-        if self.model.training and self.mix_sampler is not None:
-            self.mix_sampler.set_progress(self.router.schedule.fraction(self.state.global_step, self.state.max_steps))
-
     def after_scoring(self, inputs, output, step_metrics) -> None:
         if self.beta != 0.0:
             domains = [row.get("domain") for row in inputs]
@@ -91,15 +113,11 @@ class PhaseGRPOTrainer(TRLSeams):
         # Every rank takes the same transition at the same step: the metrics are already global.
         self.router.schedule.observe(self.state.global_step, step_metrics)
         if self.mix_sampler is not None:
-            weights = self.mix_sampler.weights_in_force
+            # The weights this batch was drawn with (the sampler has drawn further ahead by now).
+            weights = self.mix_sampler.weights_of_chunk(self.chunk_at_step(self.state.global_step))
             for domain, weight in weights.items():
                 self.record_metric(metric_keys.mix_weight(domain), weight)
-            domain_rewards = {}
-            for name, value in step_metrics.items():
-                key = metric_keys.parse(name)
-                if key is not None and key.kind == "domain" and key.part == "reward":
-                    domain_rewards[key.domain] = value
-            self.mix_sampler.observe_rewards(domain_rewards)
+            self.mix_sampler.observe_rewards(unscaled_domain_rewards(step_metrics, self.router))
 
     # --- per-domain KL -----------------------------------------------------------------------------
     def kl_betas(self, inputs):
@@ -115,5 +133,27 @@ class PhaseGRPOTrainer(TRLSeams):
     # --- checkpoints -------------------------------------------------------------------------------
     def checkpoint_saved(self, folder: Path) -> None:
         self.router.schedule.save(folder)
+        self.save_sampler_state(folder)
         set_portable_base(folder, self.config)  # the checkpoint's adapter names the base as the final one does
         run_folder.mark_complete(folder)  # last: only a fully written checkpoint is resumable
+
+    def save_sampler_state(self, folder: Path) -> None:
+        """The mix sampler as it stands before the next step's chunk, so a resume draws on from there."""
+        if self.mix_sampler is not None:
+            state = self.mix_sampler.state_dict(self.chunk_at_step(self.state.global_step))
+            run_folder.write_json_atomic(Path(folder) / run_folder.SAMPLER_STATE_FILE, state)
+
+
+def unscaled_domain_rewards(step_metrics: dict[str, float], router: RewardRouter) -> dict[str, float]:
+    """Each domain's mean reward before the domain scale: the weighted raw rewards of the phase.
+
+    The adaptive mix compares domains by these; the scaled totals would make it chase the
+    domain scales instead of the difficulty (docs/data.md).
+    """
+    phase = int(round(step_metrics.get(metric_keys.PHASE, 0)))
+    totals: dict[str, float] = {}
+    for name, value in step_metrics.items():
+        key = metric_keys.parse(name)
+        if key is not None and key.kind == "reward_by_domain" and key.part == "raw":
+            totals[key.domain] = totals.get(key.domain, 0.0) + router.weight(key.name, phase) * value
+    return totals
