@@ -1,7 +1,7 @@
 """A tiny seeded run of `phasegrpo.train` for the kill -9 resume tests, in this process or as a
 child process that a test kills with SIGKILL:
 
-    python tests/kill_resume.py RUN_DIR MIX_SCHEDULE --pause-at-step 7
+    python tests/kill_resume.py RUN_DIR MIX_SCHEDULE --pause-at-step 4
 
 The child trains until the given step begins (its checkpoints and rows written so far), writes
 RUN_DIR.paused and waits there to be killed.
@@ -24,8 +24,8 @@ from tiny import tiny_model, tiny_tokenizer  # noqa: E402
 from phasegrpo.config import preset  # noqa: E402
 from phasegrpo.training import train  # noqa: E402
 
-# 2 prompts per chunk, 2 rows per domain: an epoch of the data is 4 chunks = 4 steps, so 8 steps
-# run into the second epoch; 2 micro-batches per step.
+# 2 prompts per chunk, 1 row per domain: an epoch of the data is 2 chunks = 2 steps, so the
+# checkpoint at step 3 is one step into the second epoch; 2 micro-batches per step.
 MIX_SETTINGS = {
     "constant": {},
     "linear": {"mix_end_weights": {"math": 0.1, "code": 0.1, "science": 0.1, "logic": 0.7}},
@@ -40,8 +40,8 @@ def length_reward(completions, **kwargs):
 
 def run_config(run_dir: Path, mix: str, **overrides):
     values = dict(
-        model="tiny", output_dir=str(run_dir), max_steps=8, save_steps=3, max_completion_length=16,
-        rows_per_domain=2, prompts_per_step=2, num_generations=2, gradient_accumulation_steps=2,
+        model="tiny", output_dir=str(run_dir), max_steps=5, save_steps=3, max_completion_length=16,
+        rows_per_domain=1, prompts_per_step=2, num_generations=2, gradient_accumulation_steps=2,
         eval_before_after=False, eval_rows_per_domain=1, learning_rate=1e-2, mix_schedule=mix,
         phase_rewards=[["punish_refusal", "length_reward"]] * 2 + [["length_reward", "check_answer"]],
         **MIX_SETTINGS[mix],

@@ -1,5 +1,6 @@
 """The mixing sampler: TRL RepeatSampler structure, proportions, heterogeneity, schedules, errors."""
 
+import json
 from collections import Counter
 
 import pytest
@@ -173,3 +174,95 @@ def test_bad_sampler_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="floor"):
         AdaptiveMix(floor=0.3)
 
+
+
+# --- resume: the stream saved before a chunk continues as if never stopped ----------------------
+
+
+def resumable_sampler(schedule):
+    # Small domains, so the pools reshuffle, and 10 chunks per pass, so passes turn over.
+    domains = ["math"] * 9 + ["code"] * 7 + ["science"] * 5 + ["logic"] * 3
+    return DomainMixSampler(
+        domains, schedule, mini_repeat_count=1, batch_size=2, repeat_count=1, seed=3, num_chunks=10,
+        progress_of_chunk=lambda chunk: chunk / 30, reward_lag=1,
+    )
+
+
+def mixes():
+    return [
+        ConstantMix(),
+        LinearMix({"math": 1, "code": 1}, {"science": 1, "logic": 1}),
+        AdaptiveMix(temperature=0.2, floor=0.05, smoothing=0.5),
+    ]
+
+
+def reward_after(number):
+    """A made-up mean reward per domain after `number` chunks, different each time."""
+    return {domain: (number * 7 % 5) / 4 + (domain == "math") for domain in REFERENCE_WEIGHTS}
+
+
+def drive(sampler, chunks, until, placeholders=0):
+    """Take chunks from `sampler` pass by pass into `chunks` until it holds `until`, observing a
+    reward after each as the trainer does. The first pass may start with placeholders (checked).
+    Returns the open iterator of the last pass."""
+    while True:
+        iterator = iter(sampler)
+        for position in range(sampler.num_chunks):
+            chunk = [next(iterator) for _ in range(sampler.batch_size)]
+            if position < placeholders:
+                assert chunk == list(range(sampler.batch_size))  # unread: the Trainer skips it
+                continue
+            chunks.append(chunk)
+            sampler.observe_rewards(reward_after(len(chunks)))
+            if len(chunks) == until:
+                return iterator if position + 1 < sampler.num_chunks else None
+        placeholders = 0
+
+
+@pytest.mark.parametrize("schedule_index", [0, 1, 2])
+@pytest.mark.parametrize("resume_after", [4, 13, 20])
+def test_a_restored_sampler_continues_the_stream_across_passes(schedule_index, resume_after):
+    uninterrupted = []
+    drive(resumable_sampler(mixes()[schedule_index]), uninterrupted, until=30)
+
+    before = []
+    first = resumable_sampler(mixes()[schedule_index])
+    iterator = drive(first, before, until=resume_after)
+    if iterator is not None:
+        for _ in range(first.batch_size):  # the dataloader has drawn the next chunk already
+            next(iterator)
+    state = json.loads(json.dumps(first.state_dict(resume_after)))  # as a checkpoint holds it
+    restored = resumable_sampler(mixes()[schedule_index])
+    restored.load_state_dict(state)
+    after = list(before)
+    drive(restored, after, until=30, placeholders=resume_after % 10)
+    assert after == uninterrupted
+
+
+def test_the_sampler_saves_the_state_before_a_chunk_it_has_drawn_ahead():
+    mix = resumable_sampler(ConstantMix())
+    for _ in range(12):
+        mix.next_chunk()
+    assert mix.state_dict(12)["chunk"] == 12 and mix.state_dict(5)["chunk"] == 5
+    with pytest.raises(ValueError, match="keeps the state of the last 8"):
+        mix.state_dict(2)
+
+
+def test_a_sampler_state_of_other_data_is_refused():
+    saved = resumable_sampler(ConstantMix()).state_dict(0)
+    other = DomainMixSampler(["math"] * 9 + ["code"] * 7, {"math": 1, "code": 1}, mini_repeat_count=1, batch_size=2)
+    with pytest.raises(ValueError, match="does not fit this run's data.*same data and batch settings"):
+        other.load_state_dict(saved)
+
+
+def test_the_adaptive_mix_gives_the_weights_after_an_earlier_observation():
+    schedule = AdaptiveMix({"math": 1, "code": 1}, temperature=0.5, floor=0.0, smoothing=0.0)
+    assert schedule.weights_after(0) == schedule.weights() == pytest.approx({"math": 0.5, "code": 0.5})
+    schedule.observe_rewards({"math": 1.0, "code": 0.0})
+    after_one = schedule.weights()
+    schedule.observe_rewards({"math": 0.0, "code": 1.0})
+    assert schedule.weights_after(1) == after_one and schedule.weights_after(2) == schedule.weights()
+    assert schedule.weights_after(0) == pytest.approx({"math": 0.5, "code": 0.5})
+    restored = AdaptiveMix({"math": 1, "code": 1}, temperature=0.5, floor=0.0, smoothing=0.0)
+    restored.load_state_dict(json.loads(json.dumps(schedule.state_dict())))
+    assert restored.weights_after(1) == after_one and restored.weights() == schedule.weights()

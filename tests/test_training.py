@@ -219,3 +219,17 @@ def test_the_notebook_api_imports_from_the_package():
     from phasegrpo.router import register_reward as router_register_reward
 
     assert register_reward is router_register_reward
+
+
+def test_the_adaptive_mix_is_fed_rewards_without_the_domain_scale():
+    from phasegrpo.router import RewardRouter
+    from phasegrpo.training.trainer import unscaled_domain_rewards
+
+    router = RewardRouter(domain_scales={"math": 1.0, "code": 2.0}, reward_weights={"check_answer": 2.0})
+    step_metrics = {  # the same raw rewards; code's total is doubled by its scale
+        "phase": 1.0, "domain/math/reward": 1.5, "domain/code/reward": 3.0,
+        "rewards/check_answer/math/raw": 0.5, "rewards/check_answer/code/raw": 0.5,
+        "rewards/punish_refusal/math/raw": 0.5, "rewards/punish_refusal/code/raw": 0.5,
+        "rewards/check_answer/math/contribution": 1.0, "rewards/check_answer/code/contribution": 2.0,
+    }
+    assert unscaled_domain_rewards(step_metrics, router) == {"math": 1.5, "code": 1.5}

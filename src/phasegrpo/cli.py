@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import sys
 import typing
@@ -193,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, PermissionError, MissingTrackerError) as error:
         print(f"phasegrpo {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        print(f"phasegrpo {args.command}: error: {error}", file=sys.stderr)  # a full disk: the message says what to do
+        return 1
     return 1
 
 
