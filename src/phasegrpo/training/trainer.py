@@ -8,6 +8,7 @@ generation step with the metrics TRL has just averaged across processes.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -20,6 +21,8 @@ from phasegrpo.model_card import set_portable_base
 from phasegrpo.router import RewardRouter
 from phasegrpo.training import domain_kl
 from phasegrpo.training.trl_compat import TRLSeams
+
+logger = logging.getLogger(__name__)
 
 
 class PhaseGRPOTrainer(TRLSeams):
@@ -139,9 +142,14 @@ class PhaseGRPOTrainer(TRLSeams):
 
     def save_sampler_state(self, folder: Path) -> None:
         """The mix sampler as it stands before the next step's chunk, so a resume draws on from there."""
-        if self.mix_sampler is not None:
+        if self.mix_sampler is None:
+            return
+        try:
             state = self.mix_sampler.state_dict(self.chunk_at_step(self.state.global_step))
-            run_folder.write_json_atomic(Path(folder) / run_folder.SAMPLER_STATE_FILE, state)
+        except ValueError as error:  # drawn too far ahead: the checkpoint is still good, its resume less exact
+            logger.warning("Checkpoint %s has no sampler state, a resume will restart the domain mix: %s", folder, error)
+            return
+        run_folder.write_json_atomic(Path(folder) / run_folder.SAMPLER_STATE_FILE, state)
 
 
 def unscaled_domain_rewards(step_metrics: dict[str, float], router: RewardRouter) -> dict[str, float]:
