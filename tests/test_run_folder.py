@@ -47,3 +47,15 @@ def test_the_disk_full_message_names_the_checkpoint_kept_and_how_to_continue(tmp
     assert error.errno == errno.ENOSPC
     assert f"the last complete checkpoint, {checkpoint}, is intact" in str(error)
     assert f"phasegrpo train --resume --output-dir {tmp_path}" in str(error)
+
+
+def test_a_checkpoint_is_marked_complete_after_its_files_are_synced(tmp_path, monkeypatch):
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    (checkpoint / "adapter_model.safetensors").write_bytes(b"weights")
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(run_folder.os, "fsync", lambda descriptor: (synced.append(os.readlink(f"/proc/self/fd/{descriptor}")), real_fsync(descriptor))[1])
+    run_folder.mark_complete(checkpoint)
+    assert synced[0].endswith("adapter_model.safetensors") and any(".complete" in path for path in synced[1:])
+    assert (checkpoint / run_folder.COMPLETE_MARKER).read_text() == "ok\n"

@@ -125,7 +125,13 @@ def replace_dir_atomic(staging: Path, target: Path) -> None:
 
 
 def mark_complete(checkpoint: str | Path) -> None:
-    Path(checkpoint, COMPLETE_MARKER).write_text("ok\n")
+    """Mark a fully written checkpoint resumable: its files are synced to disk first, so that
+    the marker never outlives them in a power loss."""
+    for path in sorted(Path(checkpoint).rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    write_text_atomic(Path(checkpoint, COMPLETE_MARKER), "ok\n")
 
 
 def checkpoint_step(checkpoint: str | Path) -> int:
