@@ -24,6 +24,12 @@ class Attempt:
         self.zygote, self.runner, self.current, self.phase = zygote, runner, first_test, "load"
         self.records = _protocol.RecordStream(zygote.records_r)
         self.output_bytes, self.output_limit = 0, options["output_limit_bytes"]
+        self.output_open = True  # until EOF: the runner's pipes are its own and end with it
+
+    def watched(self) -> list[int]:
+        """The descriptors worth waiting on: a pipe at EOF would wake select at once, forever."""
+        return [fd for fd, is_open in ((self.zygote.output_r, self.output_open),
+                                       (self.zygote.records_r, not self.records.at_end)) if is_open]
 
     def drain_output(self) -> bool:
         """False once the program printed more than allowed."""
@@ -33,6 +39,7 @@ class Attempt:
             except BlockingIOError:
                 return True
             if not chunk:
+                self.output_open = False
                 return True
             self.output_bytes += len(chunk)
             if self.output_bytes > self.output_limit:
@@ -77,14 +84,12 @@ def follow(attempt: Attempt, plans, outcomes, timeout_s: float, program_deadline
             stop()
             return "timeout", f"no answer within {timeout_s:g} s"
         wait_s = max(0.0, deadline - now) if runner_exit is None else 0.0
-        ready, _, _ = select.select([zygote.events_r, zygote.records_r, zygote.output_r], [], [], wait_s)
+        ready, _, _ = select.select([zygote.events_r, *attempt.watched()], [], [], wait_s)
         if zygote.output_r in ready and not attempt.drain_output():
             stop()
             return "crashed", f"printed more than {attempt.output_limit} bytes"
         if zygote.events_r in ready and runner_exit is None:
-            runner_exit = _protocol.read_message(zygote.events_r)
-            if runner_exit is None:
-                raise _zygote.ZygoteLost("the zygote died")
+            runner_exit = zygote.next_event(0.0)
         records = attempt.records.read()
         if records is None:
             stop()

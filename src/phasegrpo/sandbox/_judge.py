@@ -50,7 +50,7 @@ def shadowed_builtins(code: str) -> frozenset[str]:
     """Builtins the program redefines at top level (MBPP task 126 asks for a function named `sum`)."""
     try:
         module = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # a pathologically deep expression too
         return frozenset()
     names = set()
     for statement in module.body:

@@ -75,7 +75,7 @@ class RecordStream:
     """The runner's records, read as they come from a non-blocking pipe; the runner is untrusted."""
 
     def __init__(self, fd: int):
-        self.fd, self.buffer = fd, b""
+        self.fd, self.buffer, self.at_end = fd, b"", False
 
     def read(self) -> list | None:
         """Complete records read so far; None if the stream is malformed or too large."""
@@ -85,6 +85,7 @@ class RecordStream:
             except BlockingIOError:
                 break
             if not chunk:
+                self.at_end = True
                 break
             self.buffer += chunk
             if len(self.buffer) > MAX_RECORD_BYTES + HEADER.size:

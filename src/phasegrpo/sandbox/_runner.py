@@ -33,8 +33,7 @@ def run_program(command: dict, is_fallback: bool, run_as_nobody: bool, seccomp_f
     import builtins
 
     workdir = command["workdir"]
-    if is_fallback:
-        os.setsid()
+    os.setsid()  # killing or stopping its own process group then reaches no one else
     _isolation.set_limits(cpu_s=command["cpu_s"], memory_mb=command["memory_mb"],
                           file_size_mb=command["file_size_mb"],
                           max_processes=None if is_fallback else command["max_processes"])

@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _attempt  # noqa: E402
+import _cleanup  # noqa: E402
 import _isolation  # noqa: E402
 import _judge  # noqa: E402
 import _protocol  # noqa: E402
@@ -51,8 +52,9 @@ def _plan(source: str, shadowed: frozenset[str]) -> _judge.TestPlan | str:
 
 
 def _write_job_file(path: str, data: bytes) -> None:
-    """Write where an earlier attempt of the same program may have planted a symlink or folder."""
-    _remove_tree(path)
+    """Write where an earlier attempt of the same program may have planted a symlink or folder,
+    or renamed the folder away."""
+    _cleanup.remove_tree(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         _protocol.write_all(fd, data)
@@ -84,6 +86,7 @@ def run_job(zygote: _zygote.Zygote, message: dict, workdir: str) -> dict:
         if time.monotonic() >= program_deadline:
             failure = ("timeout", f"the program used its whole budget of {program_budget_s:g} s")
             break
+        _prepare_folder(workdir, message.get("workdir_owner"))
         _write_job_file(os.path.join(workdir, _protocol.JOB_FILE), job_bytes)
         cpu_s = int(timeout_s * (len(tests) - first_test + 1)) + 1
         runner = zygote.start_runner({"first_test": first_test, "cpu_s": cpu_s, "workdir": workdir, **limits})
@@ -111,31 +114,20 @@ def _verdict(outcomes: list[tuple[str, str]], failure) -> dict:
             "tests": names}
 
 
-def _remove_tree(path: str) -> None:
-    """Remove what a program left, even folders it made unwritable; never follows its symlinks."""
-    import shutil  # here, not at the top: every module loaded before the zygote forks makes forks dearer
+def _prepare_folder(folder: str, owner: int | None = None) -> None:
+    """`folder` as a fresh program expects it: a real folder, ours to write, whatever the last one did."""
+    if os.path.islink(folder) or (os.path.lexists(folder) and not os.path.isdir(folder)):
+        _cleanup.remove_tree(folder)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    if owner is not None:
+        os.chown(folder, owner, owner)
 
-    if not os.path.lexists(path):
-        return
-    if not os.path.isdir(path) or os.path.islink(path):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        return
 
-    def make_writable_and_retry(function, failed_path, _):
-        try:
-            for target in (os.path.dirname(failed_path), failed_path):
-                if not os.path.islink(target):  # chmod follows links: never onto the host's files
-                    os.chmod(target, 0o700)
-            function(failed_path)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=make_writable_and_retry)
-    if os.path.exists(path):
-        shutil.rmtree(path, ignore_errors=True)
+def _crashed(message: dict, error: BaseException) -> dict:
+    """The verdict when judging this program failed in the worker: it costs this verdict, nothing more."""
+    detail = f"the sandbox could not judge this program ({type(error).__name__})"
+    return {"passed": 0, "total": len(message.get("tests") or ()), "status": "crashed", "detail": detail,
+            "tests": ["crashed"] * len(message.get("tests") or ())}
 
 
 def main() -> None:
@@ -152,24 +144,28 @@ def main() -> None:
     _protocol.write_message(protocol_out, report)
     is_private_tmp = report["isolation"] == "namespaces"  # /tmp is then a tmpfs only this worker sees
     folder = "/tmp" if is_private_tmp else report["host_folder"]
+    folder_mode = os.stat(folder).st_mode & 0o7777
+    owner = _isolation.NOBODY if report.get("run_as_nobody") else None
     while True:
         message = _protocol.read_message(protocol_in)
         if message is None:
             if not is_private_tmp:
-                _remove_tree(report["host_folder"])
+                _cleanup.remove_tree(report["host_folder"])
             return
-        workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
-        if report.get("run_as_nobody"):
-            os.chown(workdir, _isolation.NOBODY, _isolation.NOBODY)
         try:
+            os.chmod(folder, folder_mode)  # the last program may have changed it
+            workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
+            message["workdir_owner"] = owner
             verdict = run_job(zygote, message, workdir)
         except _zygote.ZygoteLost:
             sys.exit(3)  # the pool replaces this worker and retries the program once
+        except Exception as error:  # noqa: BLE001 - a hostile program costs its own verdict, never the worker
+            zygote.abandon_runner()
+            verdict = _crashed(message, error)
         finally:
-            _remove_tree(workdir)
-            if is_private_tmp:  # nothing survives for the next program
-                for entry in os.listdir(folder):
-                    _remove_tree(os.path.join(folder, entry))
+            zygote.close_pipes()
+            _cleanup.empty_folder(folder)  # nothing survives for the next program
+        verdict["job_id"] = message.get("job_id")
         _protocol.write_message(protocol_out, verdict)
 
 
