@@ -23,7 +23,8 @@ PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
 PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 22, 38, 36
 SECCOMP_MODE_FILTER = 2
 
-SANDBOX_UID = SANDBOX_GID = 1000  # the ids programs see inside the user namespace
+SANDBOX_UID = SANDBOX_GID = 1000  # the worker's ids inside its user namespace (and the programs', unless root)
+PROGRAM_UID = PROGRAM_GID = 1001  # the programs' ids inside when the trainer is root: nobody outside
 NOBODY = 65534
 TMP_INODES = 16384  # files and folders a worker's private /tmp may hold at once
 
@@ -59,16 +60,46 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
 
 # ---- namespaces and the read-only root (worker start-up) ----
 
-def enter_user_namespace() -> None:
-    """New user, mount, network, IPC, UTS and PID namespaces; this process maps to SANDBOX_UID."""
+def enter_user_namespace() -> bool:
+    """New user, mount, network, IPC, UTS and PID namespaces; this process maps to SANDBOX_UID.
+
+    As root, a helper left outside also maps PROGRAM_UID to `nobody` (only a process with
+    CAP_SETUID outside may map a second id): programs then run as a user the kernel limits with
+    RLIMIT_NPROC, which it never applies to root. Returns whether PROGRAM_UID is mapped."""
     uid, gid = os.getuid(), os.getgid()
-    unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID)
-    with open("/proc/self/setgroups", "w") as handle:
-        handle.write("deny")
-    with open("/proc/self/uid_map", "w") as handle:
-        handle.write(f"{SANDBOX_UID} {uid} 1")
-    with open("/proc/self/gid_map", "w") as handle:
-        handle.write(f"{SANDBOX_GID} {gid} 1")
+    helper, go = None, None
+    if uid == 0:
+        go_r, go = os.pipe()
+        helper = os.fork()
+        if helper == 0:
+            try:
+                os.close(go)
+                target = os.getppid()
+                if os.read(go_r, 1) == b"1":
+                    for kind, inside, outside in (("uid", SANDBOX_UID, uid), ("gid", SANDBOX_GID, gid)):
+                        with open(f"/proc/{target}/{kind}_map", "w") as handle:
+                            handle.write(f"{inside} {outside} 1\n{inside + 1} {NOBODY} 1\n")
+                    os._exit(0)
+            finally:
+                os._exit(1)
+        os.close(go_r)
+    try:
+        unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID)
+        with open("/proc/self/setgroups", "w") as handle:
+            handle.write("deny")
+    finally:
+        if helper is not None:
+            os.write(go, b"1")
+            os.close(go)
+    mapped = helper is not None and os.waitstatus_to_exitcode(os.waitpid(helper, 0)[1]) == 0
+    for kind, inside, outside in (("uid", SANDBOX_UID, uid), ("gid", SANDBOX_GID, gid)):
+        with open(f"/proc/self/{kind}_map") as handle:
+            if handle.read().strip():
+                continue  # the helper wrote it
+        mapped = False
+        with open(f"/proc/self/{kind}_map", "w") as handle:
+            handle.write(f"{inside} {outside} 1")
+    return mapped
 
 
 _STATVFS_TO_MS = {os.ST_RDONLY: MS_RDONLY, os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV, os.ST_NOEXEC: MS_NOEXEC,
@@ -135,12 +166,14 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 # ---- per program: drop everything, then seccomp ----
 
-def drop_privileges(become_nobody: bool) -> None:
-    """Leave no capability and no way to regain one (no_new_privs); as root without namespaces, become nobody."""
-    if become_nobody:
-        os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
+def drop_privileges(become: int | None, drop_groups: bool) -> None:
+    """Leave no capability and no way to regain one (no_new_privs); become the user id `become` if given
+    (with no supplementary groups where `drop_groups`, i.e. outside a user namespace)."""
+    if become is not None:
+        if drop_groups:
+            os.setgroups([])
+        os.setgid(become)
+        os.setuid(become)
     for capability in range(64):
         if _libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) < 0:
             break

@@ -28,7 +28,7 @@ def _send(record: dict) -> None:
     _protocol.write_message(_protocol.RECORDS_FD, record)
 
 
-def run_program(command: dict, is_fallback: bool, run_as_nobody: bool, seccomp_filter: bytes | None) -> None:
+def run_program(command: dict, is_fallback: bool, seccomp_filter: bytes | None) -> None:
     """Confine this process, read the program, run setup + code, then the tests; never returns."""
     import builtins
 
@@ -41,7 +41,7 @@ def run_program(command: dict, is_fallback: bool, run_as_nobody: bool, seccomp_f
     os.environ.clear()
     os.environ.update({"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"})
     tempfile.tempdir = workdir
-    _isolation.drop_privileges(run_as_nobody)
+    _isolation.drop_privileges(command.get("program_uid"), drop_groups=is_fallback)
     if seccomp_filter is not None:
         _isolation.install_seccomp(seccomp_filter)
     with open(_protocol.JOB_FILE, "rb") as handle:

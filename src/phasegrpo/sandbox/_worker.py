@@ -86,10 +86,11 @@ def run_job(zygote: _zygote.Zygote, message: dict, workdir: str) -> dict:
         if time.monotonic() >= program_deadline:
             failure = ("timeout", f"the program used its whole budget of {program_budget_s:g} s")
             break
-        _prepare_folder(workdir, message.get("workdir_owner"))
+        _prepare_folder(workdir, message.get("program_uid"))
         _write_job_file(os.path.join(workdir, _protocol.JOB_FILE), job_bytes)
         cpu_s = int(timeout_s * (len(tests) - first_test + 1)) + 1
-        runner = zygote.start_runner({"first_test": first_test, "cpu_s": cpu_s, "workdir": workdir, **limits})
+        runner = zygote.start_runner({"first_test": first_test, "cpu_s": cpu_s, "workdir": workdir,
+                                      "program_uid": message.get("program_uid"), **limits})
         attempt = _attempt.Attempt(zygote, runner, first_test, message)
         ended, reason = _attempt.follow(attempt, plans, outcomes, timeout_s, program_deadline)
         if ended == "done":
@@ -145,7 +146,7 @@ def main() -> None:
     is_private_tmp = report["isolation"] == "namespaces"  # /tmp is then a tmpfs only this worker sees
     folder = "/tmp" if is_private_tmp else report["host_folder"]
     folder_mode = os.stat(folder).st_mode & 0o7777
-    owner = _isolation.NOBODY if report.get("run_as_nobody") else None
+    owner = report.get("program_uid")  # programs run as this user where it is not the worker's
     while True:
         message = _protocol.read_message(protocol_in)
         if message is None:
@@ -155,7 +156,7 @@ def main() -> None:
         try:
             os.chmod(folder, folder_mode)  # the last program may have changed it
             workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
-            message["workdir_owner"] = owner
+            message["program_uid"] = owner
             verdict = run_job(zygote, message, workdir)
         except _zygote.ZygoteLost:
             sys.exit(3)  # the pool replaces this worker and retries the program once

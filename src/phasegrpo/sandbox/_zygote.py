@@ -46,8 +46,7 @@ class ZygoteLost(RuntimeError):
 class Zygote:
     """The worker's side of the zygote: commands in; runner pids and exit statuses, records, output out."""
 
-    def __init__(self, is_fallback: bool, pid_namespace_fd: int | None, protocol_fds: tuple[int, int],
-                 run_as_nobody: bool = False):
+    def __init__(self, is_fallback: bool, pid_namespace_fd: int | None, protocol_fds: tuple[int, int]):
         # Commands travel with the runner's fresh pipe ends (SCM_RIGHTS), one datagram each.
         self.commands, zygote_commands = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.events_r, events_w = os.pipe()
@@ -58,7 +57,7 @@ class Zygote:
             try:
                 for fd in (*protocol_fds, self.commands.fileno(), self.events_r):
                     os.close(fd)
-                _serve(zygote_commands, events_w, is_fallback, pid_namespace_fd, run_as_nobody)
+                _serve(zygote_commands, events_w, is_fallback, pid_namespace_fd)
             finally:
                 os._exit(1)
         zygote_commands.close()
@@ -116,13 +115,14 @@ class Zygote:
         return event["pid"]
 
 
-def _serve(commands: socket.socket, events_fd: int, is_fallback: bool, pid_namespace_fd: int | None,
-           run_as_nobody: bool) -> None:
+def _serve(commands: socket.socket, events_fd: int, is_fallback: bool, pid_namespace_fd: int | None) -> None:
     """Fork one runner per command and report its pid and exit status; never reads a program."""
     _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    deny_processes = is_fallback or _IS_ROOT_OUTSIDE
-    seccomp_filter = _isolation.seccomp_filter(is_fallback, deny_processes) if _isolation.seccomp_available() else None
+    # Where RLIMIT_NPROC cannot bound them, new processes are denied (threads stay allowed):
+    # without namespaces, and for programs that would run as root outside.
+    filters = {deny: _isolation.seccomp_filter(is_fallback, deny) if _isolation.seccomp_available() else None
+               for deny in (False, True)}
     gc.freeze()  # runners then do not touch (and copy) every inherited object when they collect
     while True:
         try:
@@ -150,7 +150,8 @@ def _serve(commands: socket.socket, events_fd: int, is_fallback: bool, pid_names
                 os.dup2(output_fd, 2)
                 os.dup2(records_fd, _protocol.RECORDS_FD)
                 os.closerange(_protocol.RECORDS_FD + 1, 1 << 16)
-                _runner.run_program(command, is_fallback, run_as_nobody, seccomp_filter)
+                as_root = _IS_ROOT_OUTSIDE and command.get("program_uid") is None
+                _runner.run_program(command, is_fallback, filters[is_fallback or as_root])
             finally:
                 os._exit(1)
         os.close(records_fd)
