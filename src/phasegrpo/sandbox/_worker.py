@@ -31,23 +31,26 @@ import _attempt  # noqa: E402
 import _cleanup  # noqa: E402
 import _isolation  # noqa: E402
 import _judge  # noqa: E402
+import _judging  # noqa: E402
 import _protocol  # noqa: E402
 import _startup  # noqa: E402
 import _zygote  # noqa: E402
 
-_plans: dict[tuple[str, frozenset], _judge.TestPlan | str] = {}
+_plans: dict[tuple[str, frozenset], _judge.TestPlan | tuple[str, str]] = {}
 
 
-def _plan(source: str, shadowed: frozenset[str]) -> _judge.TestPlan | str:
-    """The plan for a test, or why it does not parse; cached, since a group's samples share tests."""
+def _plan(source: str, shadowed: frozenset[str]) -> _judge.TestPlan | tuple[str, str]:
+    """The plan for a test, or its outcome when it cannot be judged; cached, since a group's samples share tests."""
     key = (source, shadowed)
     if key not in _plans:
         if len(_plans) > 4096:
             _plans.clear()
         try:
             _plans[key] = _judge.plan_test(source, shadowed)
-        except (SyntaxError, ValueError) as error:
-            _plans[key] = f"test does not parse: {error}"[:300]
+        except _judge.UnsupportedTest as error:
+            _plans[key] = ("unsupported", f"unsupported test: {error}"[:300])
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+            _plans[key] = ("error", f"test does not parse: {error}"[:300])
     return _plans[key]
 
 
@@ -62,16 +65,16 @@ def _write_job_file(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def run_job(zygote: _zygote.Zygote, message: dict, workdir: str) -> dict:
+def run_job(zygote: _zygote.Zygote, judge: _judging.Judge, message: dict, workdir: str) -> dict:
     """Run one program's code and tests, restarting after each test that hangs or crashes; its verdict."""
     tests = message["tests"]
     plans, outcomes = [], [None] * len(tests)
     shadowed = _judge.shadowed_builtins(message["setup"]) | _judge.shadowed_builtins(message["code"])
     for index, source in enumerate(tests):
         plan = _plan(source, shadowed)
-        if isinstance(plan, str):
+        if isinstance(plan, tuple):
             plans.append(None)
-            outcomes[index] = ("error", plan)
+            outcomes[index] = plan
         else:
             plans.append(plan)
     timeout_s = message["timeout_s"]
@@ -91,7 +94,7 @@ def run_job(zygote: _zygote.Zygote, message: dict, workdir: str) -> dict:
         cpu_s = int(timeout_s * (len(tests) - first_test + 1)) + 1
         runner = zygote.start_runner({"first_test": first_test, "cpu_s": cpu_s, "workdir": workdir,
                                       "program_uid": message.get("program_uid"), **limits})
-        attempt = _attempt.Attempt(zygote, runner, first_test, message)
+        attempt = _attempt.Attempt(zygote, judge, runner, first_test, message)
         ended, reason = _attempt.follow(attempt, plans, outcomes, timeout_s, program_deadline)
         if ended == "done":
             break
@@ -146,6 +149,7 @@ def main() -> None:
     is_private_tmp = report["isolation"] == "namespaces"  # /tmp is then a tmpfs only this worker sees
     folder = "/tmp" if is_private_tmp else report["host_folder"]
     folder_mode = os.stat(folder).st_mode & 0o7777
+    judge = _judging.Judge()
     owner = report.get("program_uid")  # programs run as this user where it is not the worker's
     while True:
         message = _protocol.read_message(protocol_in)
@@ -157,11 +161,12 @@ def main() -> None:
             os.chmod(folder, folder_mode)  # the last program may have changed it
             workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
             message["program_uid"] = owner
-            verdict = run_job(zygote, message, workdir)
+            verdict = run_job(zygote, judge, message, workdir)
         except _zygote.ZygoteLost:
             sys.exit(3)  # the pool replaces this worker and retries the program once
         except Exception as error:  # noqa: BLE001 - a hostile program costs its own verdict, never the worker
             zygote.abandon_runner()
+            judge.stop()
             verdict = _crashed(message, error)
         finally:
             zygote.close_pipes()
