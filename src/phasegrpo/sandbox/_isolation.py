@@ -26,7 +26,7 @@ SECCOMP_MODE_FILTER = 2
 SANDBOX_UID = SANDBOX_GID = 1000  # the worker's ids inside its user namespace (and the programs', unless root)
 PROGRAM_UID = PROGRAM_GID = 1001  # the programs' ids inside when the trainer is root: nobody outside
 NOBODY = 65534
-TMP_INODES = 16384  # files and folders a worker's private /tmp may hold at once
+TMP_INODES = 4096  # files and folders a worker's private /tmp may hold at once
 
 
 def _check(result: int, what: str) -> int:
