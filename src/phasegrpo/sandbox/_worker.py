@@ -7,7 +7,7 @@ the standard library is in memory; pivot into a read-only root that holds only t
 Per program: the worker writes the program to a fresh folder and asks the zygote for a runner.
 The zygote forks it as PID 1 of a new PID namespace; the runner (`_runner`) drops every privilege,
 installs rlimits and seccomp, reads the program, runs it and the tests, and sends back plain-data
-values, which the worker judges (`_attempt`, `_judge`). The zygote never reads a program or a test,
+values, which the worker judges (`_attempt`, `_judge`, and the judge process `_judging`). The zygote never reads a program or a test,
 so no runner can find another program, or any expected value, in its memory. Killing the runner
 (PID 1 of its namespace) ends every process the program started.
 
