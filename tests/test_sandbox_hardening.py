@@ -333,3 +333,28 @@ def test_clean_up_removes_deep_locked_trees_without_following_links(tmp_path):
     _cleanup.remove_tree(str(root))
     assert not root.exists() and canary.read_text() == "keep"
     assert os.listdir(tmp_path) == ["canary"]
+
+
+def test_a_worker_that_cannot_be_replaced_does_not_fail_the_batch(monkeypatch):
+    import signal
+    import threading
+
+    pool = _pool.WorkerPool(2)
+    previous, _pool._pool = _pool._pool, pool
+    try:
+        run_programs([Program("pass", ())] * 2)
+        victim = pool.workers[0].process.pid
+
+        def out_of_processes(self):
+            raise _pool.WorkerError("cannot fork (as when a program exhausted the PIDs)")
+
+        monkeypatch.setattr(_pool.WorkerPool, "_spawn", out_of_processes)
+        threading.Timer(0.2, lambda: os.killpg(victim, signal.SIGKILL)).start()
+        slow = "import time\ntime.sleep(0.4)\n"
+        programs = [Program(f"{slow}def f():\n    return {index}", (f"assert f() == {index}",)) for index in range(6)]
+        verdicts = run_programs(programs, timeout_s=3.0)
+        assert [verdict.passed for verdict in verdicts] == [1] * 6
+        assert len(pool.workers) == 1 and victim not in [worker.process.pid for worker in pool.workers]
+    finally:
+        pool.close()
+        _pool._pool = previous
