@@ -313,17 +313,35 @@ def test_a_verdict_is_only_credited_to_its_own_job():
 
 # ---- clean-up of whatever a program left ----
 
-def test_clean_up_removes_deep_locked_trees_without_following_links(tmp_path):
+@pytest.fixture()
+def memory_folder(tmp_path):
+    """A folder on tmpfs where there is one: deep trees take seconds to remove on some disks."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if not os.path.isdir("/dev/shm"):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="phasegrpo-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_clean_up_removes_deep_locked_trees_without_following_links(memory_folder):
+    tmp_path = memory_folder
     canary = tmp_path / "canary"
     canary.write_text("keep")
     root = tmp_path / "left-behind"
     root.mkdir()
     descriptor = os.open(root, os.O_RDONLY)
     try:
-        for _ in range(5000):  # deeper than Python's recursion limit and than PATH_MAX
-            os.mkdir("deep", dir_fd=descriptor)
-            inner = os.open("deep", os.O_RDONLY, dir_fd=descriptor)
-            os.symlink(canary, "link", dir_fd=inner)
+        for depth in range(1200):  # deeper than Python's recursion limit, and its path longer than PATH_MAX
+            os.mkdir("deeper-folder", dir_fd=descriptor)
+            inner = os.open("deeper-folder", os.O_RDONLY, dir_fd=descriptor)
+            if depth % 400 == 0:
+                os.symlink(canary, "link", dir_fd=inner)
+                os.symlink(tmp_path, "folder-link", dir_fd=inner)
             os.close(descriptor)
             descriptor = inner
         os.chmod(descriptor, 0)

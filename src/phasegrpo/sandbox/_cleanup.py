@@ -2,19 +2,17 @@
 
 Programs can leave very deep folder trees, folders they made unreadable, symlinks pointing at the
 host's files, and folders renamed away from where the worker put them. Removal here never recurses
-(a deep tree would raise RecursionError) and never needs more than two descriptors: every
-sub-folder is moved up beside the folder being emptied, then emptied in its turn. It never
-follows a symlink, and never raises: what cannot be removed is left for the next sweep.
+(a deep tree would raise RecursionError) and holds one descriptor at a time: it walks down into a
+sub-folder, removes its files, and climbs back through "..". It never follows a symlink, and
+never raises: what cannot be removed is left for the next sweep.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import stat
 
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-_counter = itertools.count()
 
 
 def remove_tree(path: str) -> None:
@@ -58,6 +56,29 @@ def _is_folder(name: str, dir_fd: int) -> bool | None:
         return None
 
 
+def _open_folder(name: str, dir_fd: int) -> int:
+    try:
+        os.chmod(name, 0o700, dir_fd=dir_fd)  # a real folder (checked by the caller), so following is safe
+    except OSError:
+        pass
+    return os.open(name, _DIRECTORY_FLAGS, dir_fd=dir_fd)
+
+
+def _remove_files(fd: int) -> list[str]:
+    """Unlink everything in the folder `fd` but its sub-folders; returns their names."""
+    folders = []
+    for name in _names(fd):
+        is_folder = _is_folder(name, fd)
+        if is_folder:
+            folders.append(name)
+        elif is_folder is False:
+            try:
+                os.unlink(name, dir_fd=fd)
+            except OSError:
+                pass
+    return folders
+
+
 def _remove_entry(parent_fd: int, name: str) -> None:
     is_folder = _is_folder(name, parent_fd)
     if is_folder is None:
@@ -68,32 +89,39 @@ def _remove_entry(parent_fd: int, name: str) -> None:
         except OSError:
             pass
         return
-    todo = [name]  # folders beside each other in parent_fd, each still to be emptied and removed
-    while todo:
-        current = todo.pop()
-        try:
-            os.chmod(current, 0o700, dir_fd=parent_fd)  # a real folder (checked), so following is safe
-        except OSError:
-            pass
-        try:
-            fd = os.open(current, _DIRECTORY_FLAGS, dir_fd=parent_fd)
-        except OSError:
-            continue
-        try:
-            for child in _names(fd):
-                child_is_folder = _is_folder(child, fd)
+    try:
+        fd = _open_folder(name, parent_fd)
+    except OSError:
+        return
+    current, folders = name, _remove_files(fd)
+    above: list[tuple[str, list[str]]] = []  # per level up: that folder's name and its sub-folders still to do
+    try:
+        while True:
+            if folders:
+                child = folders.pop()
                 try:
-                    if child_is_folder:
-                        moved = f".phasegrpo-removing-{os.getpid()}-{next(_counter)}"
-                        os.rename(child, moved, src_dir_fd=fd, dst_dir_fd=parent_fd)
-                        todo.append(moved)
-                    elif child_is_folder is False:
-                        os.unlink(child, dir_fd=fd)
+                    child_fd = _open_folder(child, fd)
                 except OSError:
-                    pass
-        finally:
+                    continue
+                above.append((current, folders))
+                os.close(fd)
+                fd, current, folders = child_fd, child, _remove_files(child_fd)
+                continue
+            if not above:
+                break
+            parent = os.open("..", _DIRECTORY_FLAGS, dir_fd=fd)  # the program is gone: ".." is where we came from
             os.close(fd)
-        try:
-            os.rmdir(current, dir_fd=parent_fd)
-        except OSError:
-            pass
+            fd = parent
+            try:
+                os.rmdir(current, dir_fd=fd)
+            except OSError:
+                pass
+            current, folders = above.pop()
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=parent_fd)
+    except OSError:
+        pass
