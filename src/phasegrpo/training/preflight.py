@@ -1,11 +1,11 @@
 """Checks a run's surroundings before anything is written: rewards, trackers, GPU, model, data.
 
 `Config` checks its own values when it is made; what depends on the machine or on what `train()`
-is given is checked here, first thing in `train()`, so that bad input fails in seconds with one
-message naming the field and the fix, and the run folder is neither created nor changed:
+is given is checked here, in `train()` before the run folder, so that bad input fails in seconds
+with one message naming the field and the fix, and the run folder is neither created nor changed:
 
     reward names (phase_rewards, reward_weights) against the known rewards, train()'s included
-    report_to's tracker packages, use_vllm's GPU and package
+    report_to's tracker packages, push_to_hub's Hub login, use_vllm's GPU and package
     the model: a local folder with config.json, 'embedded' installed, or a Hub id that exists and
         is not gated (checked without downloading; offline: in the Hugging Face cache)
     data_source 'hub': each reference dataset reachable or in the cache
@@ -34,12 +34,17 @@ class InputError(ValueError):
 
 def preflight(config: Config, *, reward_functions: dict | None = None, model_given: bool = False,
               dataset_given: bool = False) -> None:
-    """Raise `InputError` (or `trackers.MissingTrackerError`) when `config` cannot run here.
+    """Raise `InputError` when `config` cannot run here (`trackers.MissingTrackerError` for a tracker
+    package, PermissionError for push_to_hub without a Hub login, as before).
 
     model_given / dataset_given: train() was handed the model or the rows, so config.model or
     config's data source is not loaded and not checked.
     """
     check_trackers_installed(config.report_to)
+    if config.push_to_hub:
+        from phasegrpo.export import hub_token
+
+        hub_token()  # PermissionError naming `hf auth login`: fail now, not after training
     problems = reward_problems(config, reward_functions)
     problems += vllm_problems(config)
     if not model_given:

@@ -4,10 +4,10 @@
     result = train(preset("demo", max_steps=4))
     result = train(config, dataset=my_rows)       # your own datasets.Dataset of contract rows
 
-Checks its input first (training.preflight: rewards, trackers, GPU, model, data; then the user's
-rows), prepares the run folder (or picks up a resumable one), builds the router, the model, the
-rows and the trainer, evaluates before and after when configured, and writes the adapter and the
-report. Every file is written so that a kill leaves it complete or absent (run_folder).
+Checks its input first (the user's rows; TRL's settings; training.preflight: trackers, Hub login,
+rewards, GPU, model, data), prepares the run folder (or picks up a resumable one), builds the
+router, the model, the rows and the trainer, evaluates before and after when configured, and
+writes the adapter and the report. Every file is written so that a kill leaves it complete or absent (run_folder).
 """
 
 from __future__ import annotations
@@ -84,15 +84,12 @@ def train(
     contract rows (CONTRACT.md), replaces the config's training data; pass it again on resume.
     The before/after evaluation still reads the config's held-out rows (data_source, data_dir).
     """
-    # Before anything is written: bad input fails here with one message, the run folder untouched.
-    preflight(config, reward_functions=reward_functions, model_given=model is not None, dataset_given=dataset is not None)
+    # Before anything is written, bad input fails with one message and the run folder untouched:
+    # the user's rows and TRL's settings (trl_args included), then what the run needs from this
+    # machine and the Hub (training.preflight).
     user_rows = user_training_rows(dataset, config) if dataset is not None else None
-    # First: TRL checks its settings (trl_args included) before the run folder or the model is touched.
     training_args = grpo_args(config, Path(config.output_dir))
-    if config.push_to_hub:
-        from phasegrpo.export import hub_token
-
-        hub_token()  # not logged in: fail now, not after training
+    preflight(config, reward_functions=reward_functions, model_given=model is not None, dataset_given=dataset is not None)
     run_dir = prepare_run_dir(config, resume, overwrite)
     checkpoint, schedule = (None, None)
     if resume:
