@@ -27,10 +27,15 @@ REAL_ACCESS_CHECK = preflight_module.hub_access_check  # the fixture `machine` r
 
 # (case, flags, how the Hub answers / "offline", the message's parts: the field and the fix)
 CASES = [
-    ("unknown reward in phase_rewards", ["--phase-rewards", '[["punish_refusal", "brevity"], [], []]'], None,
-     ["Phase 0 enables unknown reward(s) ['brevity']", "Known: check_answer", "--phase-rewards", "reward_functions="]),
+    ("unknown reward in phase_rewards", ["--phase-rewards", '[["punish_refusal", "brevity"], [], ["x"]]'], None,
+     ["phase_rewards (--phase-rewards) enables unknown reward(s) ['brevity'] in phase 0, ['x'] in phase 2",
+      "known: check_answer", "register_reward('name', fn)", "reward_functions="]),
     ("unknown reward in reward_weights", ["--reward-weights", "brevity=2"], None,
-     ["reward_weights names unknown reward(s) ['brevity']", "--reward-weights"]),
+     ["reward_weights (--reward-weights) names unknown reward(s) ['brevity']; known: check_answer"]),
+    ("reward weight not a number", ["--reward-weights", "check_answer=high"], None,
+     ["reward_weights (--reward-weights) needs a number per reward, or a list of one per phase, got {'check_answer': 'high'}"]),
+    ("unknown name in reward_values", ["--reward-values", "correct_bonus=3"], None,
+     ["reward_values (--reward-values): Unknown reward value(s) 'correct_bonus'"]),
     ("unknown loss_type", ["--loss-type", "ppo"], None,
      ["loss_type must be one of dapo, grpo, dr_grpo", "got 'ppo'"]),
     ("unknown vllm_mode", ["--vllm-mode", "remote"], None,
@@ -147,7 +152,7 @@ def test_bad_input_is_one_message_exit_2_and_no_run_folder_change(
 @pytest.mark.parametrize(
     ("overrides", "hub", "message"),
     [
-        ({"phase_rewards": [["brevity"], [], []]}, None, "Phase 0 enables unknown reward(s) ['brevity']"),
+        ({"phase_rewards": [["brevity"], [], []]}, None, "enables unknown reward(s) ['brevity'] in phase 0"),
         ({"use_vllm": True}, None, "use_vllm (--use-vllm) needs a CUDA GPU"),
         ({"model": "google/gemma-3-1b-it"}, GATED, "is gated"),
         ({"data_source": "hub"}, "offline", "--data-source synthetic"),
@@ -166,7 +171,7 @@ def test_the_python_api_raises_input_error_before_the_run_folder(machine, tmp_pa
 def test_a_reward_given_to_train_is_known_and_several_problems_are_listed_together(machine, tmp_path):
     config = preset("demo", model=str(machine), phase_rewards=[["brevity"], [], []], use_vllm=True)
     assert preflight_module.reward_problems(config, {"brevity": lambda completions, **kwargs: [0.0] * len(completions)}) == []
-    with pytest.raises(InputError, match="Cannot start the run:\n  Phase 0 .*\n  use_vllm"):
+    with pytest.raises(InputError, match="Cannot start the run:\n  phase_rewards .*\n  use_vllm"):
         preflight_module.preflight(config)
 
 

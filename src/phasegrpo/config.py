@@ -187,6 +187,12 @@ class Config:
         if self.domain_betas and self.beta <= 0:
             problems.append("domain_betas needs beta > 0 (TRL computes the reference log-probs only then); "
                             "beta is the KL coefficient of the unlisted domains.")
+        bad_weights = {name: weight for name, weight in self.reward_weights.items() if not _is_reward_weight(weight)}
+        if bad_weights:
+            problems.append(
+                f"reward_weights (--reward-weights) needs a number per reward, or a list of one per phase, got {bad_weights}; "
+                "write e.g. --reward-weights check_answer=2 or '{\"check_answer\": [0, 1, 2]}'."
+            )
         if self.scale_rewards not in ("batch", "group", "none"):
             problems.append(f"scale_rewards must be batch, group or none, got {self.scale_rewards!r}.")
         if self.mix_schedule not in ("constant", "linear", "adaptive"):
@@ -221,6 +227,12 @@ def _not_numbers(values: dict) -> dict:
         key: value for key, value in values.items()
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
     }
+
+
+def _is_reward_weight(weight: Any) -> bool:
+    """A reward weight: a finite number, or a non-empty list of them (one per phase)."""
+    weights = list(weight) if isinstance(weight, (list, tuple)) and weight else [weight]
+    return not _not_numbers(dict(enumerate(weights)))
 
 
 # Each preset's values as data, so that `phasegrpo train --help` can show them without making a

@@ -57,15 +57,30 @@ def preflight(config: Config, *, reward_functions: dict | None = None, model_giv
 
 
 def reward_problems(config: Config, reward_functions: dict | None = None) -> list[str]:
-    """Reward names in phase_rewards or reward_weights that no reward function answers to."""
-    from phasegrpo.router import RewardRouter
+    """Reward names in phase_rewards or reward_weights that no reward function answers to (the
+    reference, the registered and train()'s own rewards), and reward_values the router refuses."""
+    from phasegrpo.config import REWARD_NAMES
+    from phasegrpo.router import RewardRouter, registered_reward_names
 
-    try:  # the router knows the reference, the registered and train()'s own rewards
+    known = sorted({*REWARD_NAMES, *registered_reward_names(), *(reward_functions or {})})
+    fix = (f"known: {', '.join(known)}; fix the name, or make yours known with phasegrpo.register_reward('name', fn) "
+           "or train(config, reward_functions={'name': fn})")
+    problems = []
+    by_phase = {phase: sorted(set(names) - set(known)) for phase, names in enumerate(config.phase_rewards)}
+    if any(by_phase.values()):
+        where = ", ".join(f"{unknown} in phase {phase}" for phase, unknown in by_phase.items() if unknown)
+        problems.append(f"phase_rewards (--phase-rewards) enables unknown reward(s) {where}; {fix}.")
+    unknown = sorted(set(config.reward_weights) - set(known))
+    if unknown:
+        problems.append(f"reward_weights (--reward-weights) names unknown reward(s) {unknown}; {fix}.")
+    if problems:
+        return problems
+    try:  # what else the router checks: the reward_values table
         RewardRouter(phase_rewards=config.phase_rewards, reward_weights=config.reward_weights,
                      domain_scales=config.domain_scales, reward_values=config.reward_values,
                      reward_functions=reward_functions)
-    except ValueError as error:
-        return [f"{error} Fix --phase-rewards / --reward-weights, or pass train(config, reward_functions={{'name': fn}})."]
+    except (TypeError, ValueError) as error:
+        return [f"reward_values (--reward-values): {error}"]
     return []
 
 
