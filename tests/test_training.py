@@ -115,8 +115,9 @@ def test_existing_run_folder_is_not_silently_overwritten(tmp_path, tiny):
     model, tokenizer = tiny
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
-    with pytest.raises(FileExistsError, match="--resume"):
-        train(tiny_config(tmp_path), model=model, tokenizer=tokenizer, show_progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):  # the config's own reward given: only the folder is wrong
+        train(tiny_config(tmp_path), model=model, tokenizer=tokenizer, show_progress=False,
+              reward_functions={"completion_length_reward": completion_length_reward})
 
 
 def test_a_runs_reward_values_score_its_run_and_do_not_outlive_it(tmp_path, tiny):

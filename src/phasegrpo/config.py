@@ -199,7 +199,7 @@ class Config:
             problems.append(f"mix_schedule must be constant, linear or adaptive, got {self.mix_schedule!r}.")
         if self.mix_schedule == "linear" and not self.mix_end_weights:
             problems.append("mix_schedule 'linear' needs mix_end_weights, e.g. --mix-end-weights math=0.5,code=0.5.")
-        elif self.mix_end_weights and not not_numbers["mix_end_weights"]:
+        elif self.mix_schedule == "linear" and not not_numbers["mix_end_weights"]:
             end = self.mix_end_weights
             if any(float(w) < 0 for w in end.values()) or not any(float(w) > 0 for w in end.values()):
                 problems.append(f"mix_end_weights must be >= 0 with at least one positive weight, got {end}.")

@@ -74,7 +74,9 @@ class MixSchedule:
 
     @property
     def drawn_domains(self) -> tuple[str, ...]:
-        """The domains this schedule can ever draw from: a weight 0 that never rises drops its domain."""
+        """The domains this schedule can ever draw from: a weight 0 that never rises drops its domain.
+
+        By default the domains weighted now; a schedule whose zero weights can rise says so."""
         return tuple(domain for domain, weight in self.weights().items() if weight > 0)
 
     def set_progress(self, fraction: float) -> None:
