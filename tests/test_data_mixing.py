@@ -173,3 +173,25 @@ def test_bad_sampler_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="floor"):
         AdaptiveMix(floor=0.3)
 
+
+
+def test_a_domain_of_weight_0_is_dropped_not_a_crash():
+    # Rows of math only, and code at weight 0: nothing to draw from code, so it needs no rows.
+    mix = DomainMixSampler(["math"] * 8, {"math": 1, "code": 0}, mini_repeat_count=1, batch_size=4, num_chunks=3)
+    assert set(mix.pools) == {"math"}
+    assert len(list(mix)) == 12 and set(mix.domain_counts) == {"math"}
+    assert ConstantMix({"math": 1, "code": 0}).drawn_domains == ("math",)
+
+
+def test_a_linear_mix_anneals_towards_a_domain_that_starts_at_0():
+    rows = ["math"] * 20 + ["code"] * 20
+    schedule = make_mix_schedule("linear", {"math": 1, "code": 0, "logic": 0}, end={"code": 1})
+    assert schedule.drawn_domains == ("math", "code")  # logic is 0 at both ends: dropped
+    mix = DomainMixSampler(rows, schedule, mini_repeat_count=1, batch_size=4, num_chunks=10)
+    mix.next_chunk()
+    assert mix.last_chunk_counts == {"math": 4}
+    mix.set_progress(1.0)
+    mix.next_chunk()
+    assert mix.last_chunk_counts == {"code": 4}
+    with pytest.raises(ValueError, match="no rows of them"):  # a domain it anneals towards needs rows
+        DomainMixSampler(["math"] * 20, schedule, mini_repeat_count=1, batch_size=4)

@@ -18,11 +18,14 @@ def _parse_mapping(text: str) -> dict:
     """`math=0.5,code=0.5` or JSON → dict (numbers parsed where they look like numbers)."""
     text = text.strip()
     if text.startswith("{"):
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(f"expected key=value pairs (math=0.5,code=0.5) or a JSON object, got {text!r} ({error})") from None
     result = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         if "=" not in item:
-            raise argparse.ArgumentTypeError(f"expected key=value pairs separated by commas, got {item!r}")
+            raise argparse.ArgumentTypeError(f"expected key=value pairs separated by commas (math=0.5,code=0.5), got {item!r}")
         key, value = item.split("=", 1)
         try:
             result[key.strip()] = json.loads(value)
@@ -34,7 +37,10 @@ def _parse_mapping(text: str) -> dict:
 def _parse_list(text: str) -> list:
     text = text.strip()
     if text.startswith("["):
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(f"expected a JSON list or comma-separated values, got {text!r} ({error})") from None
     return [json.loads(part) if part.strip()[:1].isdigit() else part.strip() for part in text.split(",")]
 
 
@@ -98,8 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
+    # A short usage line: listing every config flag would bury a flag's error message under 40 lines.
     train = commands.add_parser("train", help="Train a LoRA policy with GRPO and the phase curriculum.",
-                                formatter_class=_HelpFormatter)
+                                formatter_class=_HelpFormatter,
+                                usage="phasegrpo train [--preset NAME | --config FILE] [--resume | --overwrite] [CONFIG FLAGS ...]"
+                                      "  (phasegrpo train --help lists them)")
     train.add_argument("--preset", default=None, choices=sorted(PRESETS), help=f"Starting configuration (default: {DEFAULT_PRESET}).")
     train.add_argument("--config", default=None, metavar="FILE",
                        help="Start from a config file instead of a preset: a .py file that defines `config` "

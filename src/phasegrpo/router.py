@@ -51,6 +51,11 @@ def register_reward(name: str, function: RewardFunction | None = None):
     return register(function) if function is not None else register
 
 
+def registered_reward_names() -> list[str]:
+    """The names `register_reward` has made known, besides the reference rewards."""
+    return sorted(_REGISTERED_REWARDS)
+
+
 def _reference_scales() -> dict[str, float]:
     # Imported when needed: the domain registry loads datasets and torch, the router alone does not.
     from phasegrpo.domains import reference_scales

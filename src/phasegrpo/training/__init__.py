@@ -1,6 +1,7 @@
 """Training: TRL's GRPOTrainer extended through one seam module, driven from a Config.
 
     run.py         train(): the run folder, resume, eval before/after, adapter, report
+    preflight.py   the checks before anything is written (InputError): rewards, GPU, model, Hub data
     setup.py       rows, GRPOConfig and LoraConfig from a Config
     trainer.py     PhaseGRPOTrainer: domain-mix sampler, CPU rollouts, curriculum feeding, per-domain KL
     trl_compat.py  every use of TRL internals (the only module that names them)
@@ -8,8 +9,9 @@
     callbacks.py   metrics file, sample completions, phase lines, progress bar, Ctrl-C
 """
 
+from phasegrpo.training.preflight import InputError
 from phasegrpo.training.run import RunResult, train
 from phasegrpo.training.setup import grpo_args, load_training_rows
 from phasegrpo.training.trainer import PhaseGRPOTrainer
 
-__all__ = ["PhaseGRPOTrainer", "RunResult", "grpo_args", "load_training_rows", "train"]
+__all__ = ["InputError", "PhaseGRPOTrainer", "RunResult", "grpo_args", "load_training_rows", "train"]

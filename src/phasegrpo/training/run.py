@@ -4,10 +4,10 @@
     result = train(preset("demo", max_steps=4))
     result = train(config, dataset=my_rows)       # your own datasets.Dataset of contract rows
 
-Checks the trackers of report_to are installed and the user's rows, prepares the run folder (or
-picks up a resumable one), builds the router, the model, the rows and the trainer, evaluates
-before and after when configured, and writes the adapter and the report. Every file is written
-so that a kill leaves it complete or absent (run_folder).
+Checks its input first (the user's rows; TRL's settings; training.preflight: trackers, Hub login,
+rewards, GPU, model, data), prepares the run folder (or picks up a resumable one), builds the
+router, the model, the rows and the trainer, evaluates before and after when configured, and
+writes the adapter and the report. Every file is written so that a kill leaves it complete or absent (run_folder).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from phasegrpo.data.prompts import add_worked_examples
 from phasegrpo.model_card import set_portable_base, write_model_card
 from phasegrpo.models import declare_end_of_turn, load_model, load_tokenizer
 from phasegrpo.router import RewardRouter
-from phasegrpo.trackers import check_trackers_installed, parse_report_to
+from phasegrpo.trackers import parse_report_to
 from phasegrpo.training.callbacks import (
     ConfigToTrackers,
     MetricsFile,
@@ -38,6 +38,7 @@ from phasegrpo.training.callbacks import (
     SampleCompletions,
     StopOnInterrupt,
 )
+from phasegrpo.training.preflight import preflight
 from phasegrpo.training.setup import grpo_args, load_training_rows, lora_config, trained_domains, user_training_rows
 from phasegrpo.training.trainer import PhaseGRPOTrainer
 
@@ -83,14 +84,12 @@ def train(
     contract rows (CONTRACT.md), replaces the config's training data; pass it again on resume.
     The before/after evaluation still reads the config's held-out rows (data_source, data_dir).
     """
-    check_trackers_installed(config.report_to)
+    # Before anything is written, bad input fails with one message and the run folder untouched:
+    # the user's rows and TRL's settings (trl_args included), then what the run needs from this
+    # machine and the Hub (training.preflight).
     user_rows = user_training_rows(dataset, config) if dataset is not None else None
-    # First: TRL checks its settings (trl_args included) before the run folder or the model is touched.
     training_args = grpo_args(config, Path(config.output_dir))
-    if config.push_to_hub:
-        from phasegrpo.export import hub_token
-
-        hub_token()  # not logged in: fail now, not after training
+    preflight(config, reward_functions=reward_functions, model_given=model is not None, dataset_given=dataset is not None)
     run_dir = prepare_run_dir(config, resume, overwrite)
     checkpoint, schedule = (None, None)
     if resume:

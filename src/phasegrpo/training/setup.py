@@ -20,14 +20,18 @@ logger = logging.getLogger(__name__)
 
 
 def trained_domains(config: Config) -> list[str]:
-    """The domains with a positive mixing weight, in the config's order."""
-    return [domain for domain, weight in config.domain_weights.items() if float(weight) > 0]
+    """The domains the mix draws from: a positive weight in domain_weights, in the config's order,
+    then (linear mix) the domains it anneals towards from a weight of 0."""
+    domains = [domain for domain, weight in config.domain_weights.items() if float(weight) > 0]
+    if config.mix_schedule == "linear":
+        domains += [domain for domain, weight in config.mix_end_weights.items() if float(weight) > 0 and domain not in domains]
+    return domains
 
 
 def load_training_rows(config: Config):
     """The training dataset and the domain of each of its rows (for the mix sampler)."""
     by_domain = load_mixture(
-        {domain: config.domain_weights[domain] for domain in trained_domains(config)},
+        trained_domains(config),
         source="synthetic" if config.data_source == "synthetic" else None,
         split="train",
         data_dir=config.data_dir or None,
