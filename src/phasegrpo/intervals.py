@@ -75,11 +75,10 @@ def crossed_bootstrap_interval(
         raise ValueError(f"values must be a non-empty seeds x rows table, got shape {table.shape}.")
     generator = np.random.default_rng(seed)
     seed_count, row_count = table.shape
-    means = np.empty(resamples)
-    for index in range(resamples):
-        seeds = generator.integers(0, seed_count, seed_count)
-        rows = generator.integers(0, row_count, row_count)
-        means[index] = table[np.ix_(seeds, rows)].mean()
+    # All resamples at once: (resamples, seeds, 1) x (resamples, 1, rows) picks each resampled table.
+    seeds = generator.integers(0, seed_count, (resamples, seed_count))
+    rows = generator.integers(0, row_count, (resamples, row_count))
+    means = table[seeds[:, :, None], rows[:, None, :]].mean(axis=(1, 2))
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
@@ -97,13 +96,13 @@ def crossed_bootstrap_difference(
         raise ValueError(f"Need two non-empty seeds x rows tables on the same rows, got shapes {[t.shape for t in tables]}.")
     generator = np.random.default_rng(seed)
     row_count = tables[0].shape[1]
-    differences = np.empty(resamples)
-    for index in range(resamples):
-        rows = generator.integers(0, row_count, row_count)
-        means = [table[np.ix_(generator.integers(0, len(table), len(table)), rows)].mean() for table in tables]
-        differences[index] = means[1] - means[0]
+    rows = generator.integers(0, row_count, (resamples, row_count))
+    means = []
+    for table in tables:
+        seeds = generator.integers(0, len(table), (resamples, len(table)))
+        means.append(table[seeds[:, :, None], rows[:, None, :]].mean(axis=(1, 2)))
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(differences, [tail, 100 - tail])
+    low, high = np.percentile(means[1] - means[0], [tail, 100 - tail])
     return float(low), float(high)
 
 
