@@ -110,6 +110,8 @@ def test_tiny_study_writes_its_outputs_and_a_killed_study_resumes_without_redoin
         for group in summary["groups"]:
             for cell in described[group].values():
                 assert cell["low"] - 1e-9 <= cell["mean"] <= cell["high"] + 1e-9
+    # A rate that never varied still gets an interval (Wilson with n = rows), not [0, 0].
+    assert all(summary["before"]["overall"][rate]["high"] > 0 for rate in ("accuracy", "exact_format_rate", "refusal_rate"))
     assert set(summary["versus"]) == {"static"} and summary["reference_arm"] == "curriculum"
     assert set(summary["curves"]["curriculum"]) == {"exact_format_rate", "reward", "kl", "completion_length"}
     assert summary["curves"]["static"]["reward"]["steps"] == [1, 2]

@@ -4,21 +4,23 @@ and rows, each arm's difference to the reference arm, and the training curves ov
 Intervals: a crossed percentile bootstrap (`phasegrpo.intervals.crossed_bootstrap_interval`,
 2000 resamples, fixed seed): every run is evaluated on the same rows, so each resample draws the
 seeds and the rows with replacement, independently, and takes the mean of the resampled
-seeds x rows table. Rates and means are treated alike (a rate is the mean of 0/1 values). The
-shared "before" evaluation has one model, so its interval is over rows only. A value that never
-varied (no refusals anywhere) gets a zero-width interval: the bootstrap cannot see noise it never
-observed. With 2 or 3 seeds the seed part of the interval is coarse; more seeds narrow it.
+seeds x rows table. The shared "before" evaluation has one model, so its interval is over rows
+only. A bootstrap cannot see noise it never observed (0 refusals anywhere gives [0, 0]), so a
+rate's interval is widened to hold at least the Wilson interval of its pooled rate with n = the
+number of rows (not seeds x rows: the seeds share the rows). With 2 or 3 seeds the seed part of
+the interval is coarse; more seeds narrow it.
 """
 
 from __future__ import annotations
 
 from phasegrpo.evaluation import METRICS
-from phasegrpo.intervals import crossed_bootstrap_difference, crossed_bootstrap_interval
+from phasegrpo.intervals import crossed_bootstrap_difference, crossed_bootstrap_interval, rate_interval
 
 INTERVAL_METHOD = (
     "95 % crossed percentile bootstrap over seeds and held-out rows (2000 resamples: seeds and rows drawn "
-    "with replacement, independently; every run is evaluated on the same rows). 'before' is one model, so "
-    "its interval is over rows only. A difference to the reference arm is within noise when its interval holds 0."
+    "with replacement, independently; every run is evaluated on the same rows); a rate's interval is widened to "
+    "hold at least the Wilson interval of its pooled rate with n = rows. 'before' is one model, so its interval is "
+    "over rows only. A difference to the reference arm is within noise when its bootstrap interval holds 0."
 )
 SAMPLE_FIELDS = {
     "accuracy": "is_correct",
@@ -28,6 +30,7 @@ SAMPLE_FIELDS = {
     "mean_reward": "reward",
 }
 """Which field of an evaluation sample each summary metric is the mean of."""
+RATES = ("accuracy", "exact_format_rate", "refusal_rate")
 CURVE_METRICS = {
     "exact_format_rate": "Exact-format rate of the rollouts",
     "reward": "Training reward (each arm's own router)",
@@ -57,9 +60,12 @@ def describe(results: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     described: dict[str, dict[str, dict[str, float]]] = {}
     for metric in METRICS:
         for group, table in row_tables(results, metric).items():
-            values = [value for seed_values in table for value in seed_values]
+            mean = _mean(table)
             low, high = crossed_bootstrap_interval(table)
-            described.setdefault(group, {})[metric] = {"mean": sum(values) / len(values), "low": low, "high": high}
+            if metric in RATES:
+                wilson_low, wilson_high = rate_interval(mean, len(table[0]))
+                low, high = min(low, wilson_low), max(high, wilson_high)
+            described.setdefault(group, {})[metric] = {"mean": mean, "low": low, "high": high}
     return described
 
 
