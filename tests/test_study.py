@@ -130,18 +130,22 @@ def test_tiny_study_writes_its_outputs_and_a_killed_study_resumes_without_redoin
     assert all(path.read_bytes().startswith(PNG_MAGIC) for path in result.plots.values())
     assert "| static |" in result.markdown.read_text()
 
-    # A kill: one run lost its completion marker (the eval after), another stopped after its last
-    # checkpoint, before the adapter was written.
+    # A kill: one run lost its completion marker (the eval after), one stopped after its last
+    # checkpoint, before the adapter was written, and one was killed before its first checkpoint.
     (run_dirs["curriculum-seed43"] / run_folder.EVAL_AFTER_FILE).unlink()
-    shutil.rmtree(run_dirs["static-seed42"] / run_folder.ADAPTER_DIR)
-    (run_dirs["static-seed42"] / run_folder.EVAL_AFTER_FILE).unlink()
-    untouched = {name: (run_dirs[name] / run_folder.EVAL_AFTER_FILE).stat().st_mtime_ns for name in ("curriculum-seed42", "static-seed43")}
+    for name in ("static-seed42", "static-seed43"):
+        shutil.rmtree(run_dirs[name] / run_folder.ADAPTER_DIR)
+        (run_dirs[name] / run_folder.EVAL_AFTER_FILE).unlink()
+    shutil.rmtree(run_dirs["static-seed43"] / run_folder.CHECKPOINTS_DIR)
+    untouched = {"curriculum-seed42": (run_dirs["curriculum-seed42"] / run_folder.EVAL_AFTER_FILE).stat().st_mtime_ns}
     trainings.clear()
     evaluations.clear()
     again = phasegrpo.study(tiny_base(), **settings)
 
-    assert trainings == [("static-seed42", True)]  # resumed from its checkpoint, not restarted
-    assert evaluations == ["curriculum-seed43", "static-seed42"]  # no shared "before" again, no finished run again
+    assert trainings == [("static-seed42", True), ("static-seed43", False)]  # resumed from its checkpoint; started over
+    assert evaluations == ["curriculum-seed43", "static-seed42", "static-seed43"]  # no shared "before" again, no finished run
+    records, _ = run_folder.read_jsonl(run_dirs["static-seed43"] / run_folder.METRICS_FILE)
+    assert [record["step"] for record in records] == [1, 2]  # started over cleanly, not appended to
     assert {name: (run_dirs[name] / run_folder.EVAL_AFTER_FILE).stat().st_mtime_ns for name in untouched} == untouched
     assert (run_dirs["static-seed42"] / run_folder.ADAPTER_DIR / "adapter_config.json").exists()
     assert json.loads(again.json.read_text())["runs_finished"] == 4

@@ -197,7 +197,11 @@ def run_plan(plan: StudyPlan, *, load_model_and_tokenizer=None, reward_functions
             if not _advance(run, state, plan, rows, router, before, fingerprint, load_model_and_tokenizer, reward_functions, show_progress):
                 return found, True
             if progress is not None:
+                progress.set_postfix_str(f"{run.name}: finished")
                 progress.update(1)
+    except KeyboardInterrupt:  # Ctrl-C outside training (training stops itself after the step)
+        print("\nStopped; run the same study command again to continue where it stopped.", flush=True)
+        return found, True
     finally:
         if progress is not None:
             progress.close()
