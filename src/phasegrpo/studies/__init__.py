@@ -41,8 +41,9 @@ STUDY_OVERRIDES = {"max_steps": 4, "save_steps": 1}
 """What the study changes in the demo preset by default: a checkpoint every step, so a killed run
 loses at most one step, and 4 steps (the fewest that visit every phase; the demo's own). The
 budget is 60 minutes on 2 CPU cores: 3 arms x 3 seeds x (4 steps x ~30 s + 128 held-out rows x
-~2 s) + the shared 128-row "before" evaluation is about 61 min (`runner.estimate_seconds`); the
-evaluations, not the steps, are most of it. Bigger studies (a GPU): --max-steps, --seeds."""
+~2 s) + the shared 128-row "before" evaluation is about 61 min (`runner.estimate_seconds`), up to
+~75 min at ~3 s per completion (docs/study.md); the evaluations, not the steps, are most of it.
+Bigger studies (a GPU): --max-steps, --seeds."""
 
 
 @dataclass
