@@ -1,4 +1,4 @@
-"""The `phasegrpo` command: train, eval, report. Every Config field is a `train` flag."""
+"""The `phasegrpo` command: train, eval, report, study. Every Config field is a `train` (and `study`) flag."""
 
 from __future__ import annotations
 
@@ -158,7 +158,33 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="A run folder (with metrics.jsonl).")
     _add_export_command(commands)
     _add_generate_command(commands)
+    _add_study_command(commands)
     return parser
+
+
+def _add_study_command(commands) -> None:
+    from phasegrpo.studies import DEFAULT_EVAL_ROWS_PER_DOMAIN, DEFAULT_OUTPUT_DIR, DEFAULT_SEEDS, STUDY_OVERRIDES
+    from phasegrpo.studies.arms import ARMS, DEFAULT_ARMS
+
+    study = commands.add_parser(
+        "study", formatter_class=_HelpFormatter,
+        help="Compare the curriculum with static rewards, no domain scales (and the metric schedule) over seeds, "
+             "each run evaluated before and after on the same held-out rows; writes study.json, plots and study.html.",
+        description=f"Every arm x seed is a training run from one base config (the preset, then the study's defaults "
+                    f"{STUDY_OVERRIDES}, then your flags); --output-dir is the study folder. Run the same command "
+                    f"again after a kill: finished runs are kept, a half-trained run resumes.")
+    study.add_argument("--preset", default=None, choices=sorted(PRESETS), help=f"Base configuration (default: {DEFAULT_PRESET}).")
+    study.add_argument("--config", default=None, metavar="FILE", help="Base configuration from a config file instead of a preset.")
+    study.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"Comma list of arms, from: {', '.join(ARMS)}.")
+    study.add_argument("--seeds", default=str(DEFAULT_SEEDS),
+                       help="Runs per arm: a count (seeds from --seed on) or a comma list of seeds.")
+    study.add_argument("--eval-seed", type=int, default=0, help="Seed that draws the held-out rows (the same for every run).")
+    study.add_argument("--eval-batch-size", type=int, default=8, help="Held-out completions generated together.")
+    study.add_argument("--overwrite", action="store_true", help="Delete the study folder and start over.")
+    study.add_argument("--print-plan", action="store_true", help="Print the arms' differences, the runs and the time estimate, and exit.")
+    study.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    _add_config_flags(study)
+    study.set_defaults(study_eval_rows_default=DEFAULT_EVAL_ROWS_PER_DOMAIN, study_output_default=DEFAULT_OUTPUT_DIR)
 
 
 def _add_export_command(commands) -> None:
@@ -199,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "study":
+            return _study(args)
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, PermissionError, MissingTrackerError) as error:
         print(f"phasegrpo {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -369,6 +397,42 @@ def _generate(args) -> int:
     print(generate_for_run(args.run_dir, prompt, domain=args.domain, max_new_tokens=args.max_new_tokens,
                            temperature=args.temperature, dtype=args.dtype))
     return 0
+
+
+def _study(args) -> int:
+    from phasegrpo.config import override
+    from phasegrpo.studies import default_config, study
+    from phasegrpo.studies.runner import estimate_seconds, make_plan
+
+    overrides = _config_overrides(args)
+    # In a study, --output-dir is the study folder and --eval-rows-per-domain its held-out rows.
+    output_dir = overrides.pop("output_dir", args.study_output_default)
+    eval_rows = overrides.pop("eval_rows_per_domain", args.study_eval_rows_default)
+    if args.config:
+        if args.preset:
+            raise ValueError(f"--preset {args.preset} and --config {args.config} both given; pass one of them.")
+        from phasegrpo.config_files import load_config_file
+
+        config = override(load_config_file(args.config), **overrides)
+    else:
+        config = default_config(args.preset or DEFAULT_PRESET, **overrides)
+    arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
+    seeds = int(args.seeds) if args.seeds.strip().isdigit() else [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    settings = dict(arms=arms, seeds=seeds, eval_rows_per_domain=eval_rows, eval_seed=args.eval_seed, eval_batch_size=args.eval_batch_size)
+    if args.print_plan:
+        plan = make_plan(config, study_dir=output_dir, **settings)
+        for arm, changes in plan.differences.items():
+            print(f"{arm}: " + ("; ".join(f"{name} = {json.dumps(values[1])}" for name, values in changes.items()) or "the base config"))
+        for run in plan.runs:
+            print(f"  {run.run_dir}  seed {run.seed}")
+        print(f"{len(plan.runs)} runs x {config.max_steps} steps; rough estimate {estimate_seconds(plan) / 60:.0f} min on 2 CPU cores")
+        return 0
+    result = study(config, output_dir=output_dir, overwrite=args.overwrite, show_progress=not args.no_progress, **settings)
+    print(f"\nStudy folder: {result.study_dir}  ({result.summary['runs_finished']} of {result.summary['runs_planned']} runs finished)")
+    for path in (result.json, result.markdown, *result.plots.values()):
+        print(f"  {path}")
+    print(f"Report: {result.html}  (open it in a browser)")
+    return 130 if result.was_interrupted else 0
 
 
 if __name__ == "__main__":

@@ -211,18 +211,29 @@ def load_eval_rows(*, source: str, rows_per_domain: int, data_dir: str | None = 
 
 
 def format_table(summary: dict) -> str:
-    """The summary as a fixed-width terminal table, one line per group."""
+    """The summary as a fixed-width terminal table, one line per group; each rate carries its
+    95 % Wilson score interval over the group's completions (phasegrpo.intervals)."""
+    from phasegrpo.intervals import format_interval, rate_interval
+
     pass_keys = sorted({k for row in summary.values() for k in row.get("pass_at", {})}, key=int)
-    header = f"{'domain':10s} {'rows':>5s} {'accuracy':>9s} {'format':>7s} {'refusal':>8s} {'tokens':>7s} {'reward':>7s}"
+    rate_width = 18  # "0.38 [0.14, 0.69]"
+    header = (f"{'domain':10s} {'rows':>5s} {'accuracy':>{rate_width}s} {'format':>{rate_width}s} "
+              f"{'refusal':>{rate_width}s} {'tokens':>7s} {'reward':>7s}")
     header += "".join(f" {'pass@' + k:>7s}" for k in pass_keys)
     lines = [header, "-" * len(header)]
     for name, row in summary.items():
+        trials = int(row.get("completions", row["rows"]))
+        rates = [
+            f"{row[metric]:.2f} {format_interval(*rate_interval(row[metric], trials))}"
+            for metric in ("accuracy", "exact_format_rate", "refusal_rate")
+        ]
         line = (
-            f"{name:10s} {row['rows']:5d} {row['accuracy']:9.2f} {row['exact_format_rate']:7.2f} "
-            f"{row['refusal_rate']:8.2f} {row['mean_completion_tokens']:7.1f} {row['mean_reward']:7.2f}"
+            f"{name:10s} {row['rows']:5d} " + " ".join(f"{rate:>{rate_width}s}" for rate in rates)
+            + f" {row['mean_completion_tokens']:7.1f} {row['mean_reward']:7.2f}"
         )
         line += "".join(f" {row.get('pass_at', {}).get(k, float('nan')):7.2f}" for k in pass_keys)
         lines.append(line)
+    lines.append("[low, high]: 95 % Wilson score interval of the rate over the group's completions.")
     return "\n".join(lines)
 
 
