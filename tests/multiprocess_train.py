@@ -66,9 +66,8 @@ def record_router_calls(log_path: Path) -> None:
     RewardRouter.__call__ = recording
 
 
-def delay_rng_state(log_dir: Path) -> None:
-    """This rank writes its RNG state 2 s late; the main process logs the RNG files present at
-    the moment it marks a checkpoint complete."""
+def delay_rng_state() -> None:
+    """This rank writes its RNG state into a checkpoint 2 s late (see log_marks)."""
     original_save = Trainer._save_rng_state
 
     def late_save(self, output_dir):
@@ -79,6 +78,7 @@ def delay_rng_state(log_dir: Path) -> None:
 
 
 def log_marks(log_dir: Path) -> None:
+    """The main process logs the RNG files present at the moment it marks a checkpoint complete."""
     original_mark = run_folder.mark_complete
 
     def mark(checkpoint):
@@ -87,6 +87,17 @@ def log_marks(log_dir: Path) -> None:
         original_mark(checkpoint)
 
     run_folder.mark_complete = mark
+
+
+def log_model_saves(log_dir: Path) -> None:
+    """Logs every Trainer.save_model call of this rank (ZeRO-3 and FSDP gather only if all ranks call it)."""
+    original_save_model = Trainer.save_model
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        run_folder.append_jsonl(log_dir / "saves.jsonl", {"rank": RANK, "folder": Path(output_dir).name})
+        original_save_model(self, output_dir, _internal_call=_internal_call)
+
+    Trainer.save_model = save_model
 
 
 class InterruptAtStep(TrainerCallback):
@@ -116,8 +127,9 @@ def main() -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     record_router_calls(log_dir / f"rank{RANK}.jsonl")
     log_marks(log_dir)
+    log_model_saves(log_dir)
     if RANK == options.slow_rng_rank:
-        delay_rng_state(log_dir)
+        delay_rng_state()
     callbacks = [InterruptAtStep(options.interrupt_at_step)] if RANK == options.interrupt_rank else []
     tokenizer = tiny_tokenizer()
     result = train(

@@ -112,7 +112,9 @@ def test_per_domain_metrics_are_over_every_ranks_completions(two_process_run):
             assert record["domain_count"][domain] == stats["count"], (record["step"], domain)
             assert record["domain_reward"][domain] == pytest.approx(stats["reward"], rel=1e-5), (record["step"], domain)
             assert record["domain_exact_rate"][domain] == pytest.approx(stats["exact_rate"], abs=1e-6)
-        lines.append(f"step {record['step']} phase {record['phase']}: " + ", ".join(
+        per_rank = " | ".join(",".join(f"{d}:{batch['domains'].count(d)}" for d in sorted(set(batch["domains"])))
+                              for batch in batches[record["step"]])
+        lines.append(f"step {record['step']} phase {record['phase']} (ranks {per_rank}): " + ", ".join(
             f"{domain} n={record['domain_count'][domain]:.0f} reward={record['domain_reward'][domain]:.4f}"
             f" (1-process {expected[domain]['reward']:.4f})" for domain in sorted(expected)))
     print("\n" + "\n".join(lines))
@@ -135,6 +137,12 @@ def test_sigint_on_one_rank_stops_both_with_one_checkpoint_that_a_2_process_resu
     # the second launch resumed: it scored steps 3 and 4 only, and the metrics rows are not doubled
     records, _ = run_folder.read_jsonl(two_process_run["log_dir"] / "rank0.jsonl")
     assert [record["step"] for record in records] == [1, 2, 3, 4]
+
+
+def test_every_rank_takes_part_in_saving_the_adapter(two_process_run):
+    """Under ZeRO-3 or FSDP the adapter is gathered from every rank; a save on rank 0 alone would hang."""
+    saves, _ = run_folder.read_jsonl(two_process_run["log_dir"] / "saves.jsonl")
+    assert sorted(save["rank"] for save in saves if save["folder"] == ".adapter.tmp") == [0, 1]
 
 
 def test_a_checkpoint_is_marked_complete_after_every_rank_wrote_its_rng_state(two_process_run):
