@@ -254,9 +254,11 @@ def _train(args) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     from phasegrpo import run_folder
-    from phasegrpo.training import train
+    from phasegrpo.training import distributed, train
 
     result = train(config, resume=args.resume, overwrite=args.overwrite, allow_max_steps_change=args.allow_max_steps_change)
+    if not distributed.is_main_process():  # under a launcher the main process lists the run folder
+        return 130 if result.was_interrupted else 0
     print(f"\nRun folder: {result.run_dir}  (step {result.global_step})")
     for name in (run_folder.CONFIG_FILE, run_folder.METRICS_FILE, run_folder.SAMPLES_FILE, run_folder.ADAPTER_DIR,
                  run_folder.PLOTS_DIR, run_folder.EVAL_BEFORE_FILE, run_folder.EVAL_AFTER_FILE, run_folder.REPORT_HTML,

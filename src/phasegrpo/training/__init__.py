@@ -7,6 +7,7 @@
     trl_compat.py  every use of TRL internals (the only module that names them)
     domain_kl.py   per-domain KL coefficients and per-domain KL metrics
     callbacks.py   metrics file, sample completions, phase lines, progress bar, Ctrl-C
+    distributed.py many processes: run-folder work on the main one, metrics summed, Ctrl-C combined
 """
 
 from phasegrpo.training.preflight import InputError

@@ -18,7 +18,7 @@ from phasegrpo.data import DomainMixSampler, MixSchedule
 from phasegrpo.generation import sample_completions
 from phasegrpo.model_card import set_portable_base
 from phasegrpo.router import RewardRouter
-from phasegrpo.training import domain_kl
+from phasegrpo.training import distributed, domain_kl
 from phasegrpo.training.trl_compat import TRLSeams
 
 
@@ -32,6 +32,8 @@ class PhaseGRPOTrainer(TRLSeams):
         self.config = config
         self.mix_sampler: DomainMixSampler | None = None
         super().__init__(*args, **kwargs)
+        # The router's per-domain means are over every rank's completions (a no-op on one process).
+        self.router.totals_across_processes = distributed.sum_across_processes
 
     @property
     def kl_domains(self) -> tuple[str, ...]:
@@ -114,6 +116,7 @@ class PhaseGRPOTrainer(TRLSeams):
 
     # --- checkpoints -------------------------------------------------------------------------------
     def checkpoint_saved(self, folder: Path) -> None:
+        # TRLSeams calls this after every rank has written its part (RNG state, shards).
         self.router.schedule.save(folder)
         set_portable_base(folder, self.config)  # the checkpoint's adapter names the base as the final one does
         run_folder.mark_complete(folder)  # last: only a fully written checkpoint is resumable

@@ -137,7 +137,7 @@ class TRLSeams(GRPOTrainer):
         """Called with the per-token KL of a micro-batch when `kl_betas` gave per-sample betas."""
 
     def checkpoint_saved(self, folder: Path) -> None:
-        """Called on the saving process after TRL has written `folder` completely."""
+        """Called on the saving process after every process has written its part of `folder`."""
 
     # --- read access to TRL's private attributes ---------------------------------------------
     @property
@@ -190,6 +190,9 @@ class TRLSeams(GRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        # Every rank writes its own RNG state (and ZeRO/FSDP shards) into the folder: the saving
+        # process marks it complete only once all of them are done.
+        self.accelerator.wait_for_everyone()
         if self.args.should_save:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
