@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from trl import GRPOConfig
 
-from phasegrpo import run_folder
+from phasegrpo import run_folder, stop_rule
 from phasegrpo.config import Config
 from phasegrpo.data import COLUMNS, concat_domains, load_mixture
 from phasegrpo.data.prompts import add_worked_examples
@@ -92,12 +92,23 @@ def user_training_rows(dataset, config: Config):
 def grpo_args(config: Config, run_dir: Path) -> GRPOConfig:
     """TRL's GRPOConfig for a run of `config` into `run_dir`; `config.trl_args` applied last."""
     settings = {**grpo_settings(config, run_dir), **ADJUSTABLE_DEFAULTS, **config.trl_args}
+    settings["generation_kwargs"] = generation_kwargs(config)
     try:
         return GRPOConfig(**settings)
     except (TypeError, ValueError) as error:
         if not config.trl_args:
             raise
         raise ValueError(f"TRL's GRPOConfig refused the settings with trl_args {config.trl_args}: {error}") from error
+
+
+def generation_kwargs(config: Config) -> dict | str | None:
+    """GRPOConfig.generation_kwargs: the `</answer>` stop on TRL's own generation paths
+    (transformers generate, vLLM; phasegrpo.stop_rule), with the user's trl_args ones on top."""
+    own = stop_rule.generation_kwargs(use_vllm=config.use_vllm) if config.stop_at_answer_end else {}
+    users = config.trl_args.get("generation_kwargs")
+    if isinstance(users, str):  # GRPOConfig also takes them as a JSON string: the user's, as given
+        return users
+    return {**own, **(users or {})} or None
 
 
 def grpo_settings(config: Config, run_dir: Path) -> dict:
