@@ -131,7 +131,7 @@ def sample_completions(
     next_token_logits = _NextTokenLogits(model)
     logits, cache = next_token_logits(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
     next_position = position_ids[:, -1:] + 1
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         next_tokens = _sample(logits, temperature, top_p, generator)
         next_tokens = torch.where(is_done, torch.full_like(next_tokens, pad_token_id), next_tokens)
         for row in (~is_done).nonzero().flatten().tolist():
@@ -145,7 +145,7 @@ def sample_completions(
                     if stop_token_id is not None:
                         completions[row].append(stop_token_id)
         is_done |= now_done
-        if bool(is_done.all()):
+        if bool(is_done.all()) or step == max_new_tokens - 1:  # no forward for a token never sampled
             break
         attention_mask = torch.cat([attention_mask, (~is_done).long().unsqueeze(1)], dim=1)
         logits, cache = next_token_logits(
