@@ -68,23 +68,33 @@ def test_trls_generation_paths_get_the_stop_in_their_own_words(tmp_path, use_vll
     assert grpo_args(preset("demo", use_vllm=use_vllm, stop_at_answer_end=False), tmp_path).generation_kwargs is None
 
 
-def test_vllm_sampling_params_are_built_with_the_stop(tmp_path, monkeypatch):
-    """TRL 1.16 builds SamplingParams(**{its settings, **generation_kwargs}); vLLM is not installed
-    here, so a stand-in SamplingParams records what it is given."""
-    import sys
-    import types
+def test_trls_vllm_request_carries_the_stop_and_the_trainer_ends_its_completions(tmp_path, tiny):
+    """TRL 1.16's vLLM client (server mode) sends SamplingParams built from generation_kwargs; vLLM
+    is not installed here, so the HTTP call is stood in for, returning what vLLM returns with the
+    stop: the tokens up to `</answer>`, no end token. The trainer's hook then ends them."""
+    from types import SimpleNamespace
 
-    import trl.generation.vllm_generation as vllm_generation
+    from trl.generation.vllm_client import VLLMClient
 
-    recorded = {}
-    fake_vllm = types.ModuleType("vllm")
-    fake_vllm.SamplingParams = lambda **kwargs: recorded.update(kwargs) or kwargs
-    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
-    monkeypatch.setattr(vllm_generation, "SamplingParams", fake_vllm.SamplingParams, raising=False)
-    args = grpo_args(preset("demo", use_vllm=True), tmp_path)
-    settings = {"n": 1, "max_tokens": args.max_completion_length, **args.generation_kwargs}
-    vllm_generation.SamplingParams(**settings)
-    assert recorded["stop"] == [ANSWER_CLOSE] and recorded["include_stop_str_in_output"] is True
+    from phasegrpo.training.trainer import PhaseGRPOTrainer
+
+    _, tokenizer = tiny
+    answer = ids_of(tokenizer, "<answer>4</answer>")
+    sent = []
+    client = VLLMClient.__new__(VLLMClient)  # no server to connect to
+    client.model, client.base_url = "policy", "http://vllm"
+    client._post = lambda url, json: sent.append(json) or {"choices": [
+        {"prompt_token_ids": [5], "token_ids": answer, "logprobs": {"content": [
+            {"token": f"token_id:{t}", "logprob": -0.5, "top_logprobs": []} for t in answer]}}]}
+    args = grpo_args(preset("demo", use_vllm=True, vllm_mode="server"), tmp_path)
+    output = client.generate([[5]], n=1, max_tokens=args.max_completion_length, generation_kwargs=args.generation_kwargs)
+    assert sent[0]["stop"] == [ANSWER_CLOSE] and sent[0]["include_stop_str_in_output"] is True
+
+    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    trainer = SimpleNamespace(config=preset("demo", use_vllm=True), tokenizer=tokenizer, eos_token_ids=[tokenizer.eos_token_id, end_of_turn])
+    logprobs = [[position[0] for position in sequence] for sequence in output["logprobs"]]  # as TRL keeps the top-1
+    ids, logprobs = PhaseGRPOTrainer.finish_rollouts(trainer, output["completion_ids"], logprobs)
+    assert ids == [answer + [end_of_turn]] and logprobs == [[-0.5] * len(answer) + [0.0]]
 
 
 SEEN_COMPLETION_IDS: list[list[int]] = []
