@@ -57,15 +57,17 @@ def test_the_cpu_loop_ends_a_stopped_completion_with_the_end_of_turn(tiny):
     assert out == [ids_of(tokenizer, ANSWER_CLOSE) + [end_of_turn]]
 
 
-@pytest.mark.parametrize("use_vllm, expected", [
-    (False, {"stop_strings": [ANSWER_CLOSE]}),  # transformers GenerationConfig
-    (True, {"stop": [ANSWER_CLOSE], "include_stop_str_in_output": True}),  # vLLM SamplingParams
-])
-def test_trls_generation_paths_get_the_stop_in_their_own_words(tmp_path, use_vllm, expected):
-    assert generation_kwargs(use_vllm=use_vllm) == expected
-    args = grpo_args(preset("demo", use_vllm=use_vllm), tmp_path)
-    assert args.generation_kwargs == expected
-    assert grpo_args(preset("demo", use_vllm=use_vllm, stop_at_answer_end=False), tmp_path).generation_kwargs is None
+def test_trls_generation_paths_get_the_stop_in_their_own_words(tmp_path):
+    assert generation_kwargs(use_vllm=False) == {"stop_strings": [ANSWER_CLOSE]}  # transformers GenerationConfig
+    vllm_stop = {"stop": [ANSWER_CLOSE], "include_stop_str_in_output": True}  # vLLM SamplingParams
+    assert generation_kwargs(use_vllm=True) == vllm_stop
+    assert grpo_args(preset("demo", use_vllm=True), tmp_path).generation_kwargs == vllm_stop
+    assert grpo_args(preset("demo", use_vllm=True, stop_at_answer_end=False), tmp_path).generation_kwargs is None
+    # transformers' stop_strings need the tokenizer in generate(): the trainer adds them (the
+    # training tests below), so the GRPOConfig also works with a plain GRPOTrainer.
+    assert grpo_args(preset("demo"), tmp_path).generation_kwargs is None
+    with_users = preset("demo", use_vllm=True, trl_args={"generation_kwargs": {"top_k": 20}})
+    assert grpo_args(with_users, tmp_path).generation_kwargs == {**vllm_stop, "top_k": 20}
 
 
 def test_trls_vllm_request_carries_the_stop_and_the_trainer_ends_its_completions(tmp_path, tiny):
@@ -119,11 +121,24 @@ def stop_rule_run(tmp_path, tokenizer, before="", **overrides):
 
 
 @pytest.mark.parametrize("fast_cpu_generation", [True, False], ids=["cpu-loop", "trl-transformers-generate"])
-def test_a_training_step_ends_answers_with_the_end_of_turn_and_counts_none_clipped(tmp_path, tiny, fast_cpu_generation):
+def test_a_training_step_ends_answers_with_the_end_of_turn_and_counts_none_clipped(tmp_path, tiny, fast_cpu_generation, monkeypatch):
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3TextModel
+
     _, tokenizer = tiny
     end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    decode_steps = []
+    real_forward = Gemma3TextModel.forward
+
+    def counting_forward(self, input_ids=None, **kwargs):
+        if input_ids is not None and input_ids.size(1) == 1:  # only generation feeds one token at a time
+            decode_steps.append(1)
+        return real_forward(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(Gemma3TextModel, "forward", counting_forward)
     metrics, completions = stop_rule_run(tmp_path, tokenizer, fast_cpu_generation=fast_cpu_generation,
                                          trl_args={"mask_truncated_completions": True})
+    # Generation itself stopped at `</answer>` (9 tokens), not at max_completion_length (16).
+    assert len(decode_steps) == len(ANSWER_CLOSE) - 1
     texts = [tokenizer.decode(ids) for ids in completions]
     assert len(completions) == 8 and all(ids[-1] == end_of_turn for ids in completions), texts
     assert all(text.endswith(ANSWER_CLOSE + "<end_of_turn>") and text.count(ANSWER_CLOSE) == 1 for text in texts), texts

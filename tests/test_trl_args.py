@@ -21,7 +21,7 @@ def test_trl_args_reach_grpo_config_and_override_phasegrpos_defaults(tmp_path):
                 "log_completions": True, "generation_kwargs": {"top_k": 20}}
     args = grpo_args(preset("demo", trl_args=trl_args), tmp_path)
     assert args.lr_scheduler_type == "cosine" and args.warmup_steps == 0.1 and args.max_grad_norm == 0.5
-    assert args.save_total_limit == 1 and args.log_completions is True and args.generation_kwargs == {"stop_strings": ["</answer>"], "top_k": 20}
+    assert args.save_total_limit == 1 and args.log_completions is True and args.generation_kwargs == {"top_k": 20}
     default = grpo_args(preset("demo"), tmp_path)
     assert default.save_total_limit == 3 and default.log_completions is False and default.max_grad_norm == 1.0
 

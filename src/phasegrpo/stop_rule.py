@@ -9,8 +9,8 @@ its turn after answering.
 | path                                   | how it stops at `</answer>`                            |
 | -------------------------------------- | ------------------------------------------------------ |
 | CPU rollout loop (`generation.py`)     | decodes each row's tail; appends the end-of-turn token |
-| TRL + transformers `generate`          | `stop_strings` in GRPOConfig.generation_kwargs (TRL's trainer passes the tokenizer: `trl_compat`), then `end_completions` |
-| TRL + vLLM                             | SamplingParams `stop` via generation_kwargs, then `end_completions` |
+| TRL + transformers `generate`          | `stop_strings` in the trainer's generation config, `generate` lent the tokenizer (`trl_compat`), then `end_completions` |
+| TRL + vLLM                             | SamplingParams `stop` via GRPOConfig.generation_kwargs, then `end_completions` |
 | evaluation with vLLM (`vllm_eval.py`)  | SamplingParams `stop`, then `end_completions`          |
 """
 

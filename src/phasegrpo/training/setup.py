@@ -102,9 +102,11 @@ def grpo_args(config: Config, run_dir: Path) -> GRPOConfig:
 
 
 def generation_kwargs(config: Config) -> dict | str | None:
-    """GRPOConfig.generation_kwargs: the `</answer>` stop on TRL's own generation paths
-    (transformers generate, vLLM; phasegrpo.stop_rule), with the user's trl_args ones on top."""
-    own = stop_rule.generation_kwargs(use_vllm=config.use_vllm) if config.stop_at_answer_end else {}
+    """GRPOConfig.generation_kwargs: the `</answer>` stop for vLLM (phasegrpo.stop_rule), with the
+    user's trl_args ones on top. transformers' `stop_strings` are not set here: `generate` needs
+    the tokenizer for them, which TRL does not pass, so PhaseGRPOTrainer adds them itself and
+    this GRPOConfig stays usable with a plain GRPOTrainer."""
+    own = stop_rule.generation_kwargs(use_vllm=True) if config.stop_at_answer_end and config.use_vllm else {}
     users = config.trl_args.get("generation_kwargs")
     if isinstance(users, str):  # GRPOConfig also takes them as a JSON string: the user's, as given
         return users

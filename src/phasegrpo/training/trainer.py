@@ -20,7 +20,7 @@ from phasegrpo.generation import sample_completions
 from phasegrpo.model_card import set_portable_base
 from phasegrpo.models import end_of_turn_id
 from phasegrpo.router import RewardRouter
-from phasegrpo.stop_rule import end_completions
+from phasegrpo.stop_rule import STOP_TEXT, end_completions
 from phasegrpo.training import domain_kl
 from phasegrpo.training.trl_compat import TRLSeams
 
@@ -35,6 +35,8 @@ class PhaseGRPOTrainer(TRLSeams):
         self.config = config
         self.mix_sampler: DomainMixSampler | None = None
         super().__init__(*args, **kwargs)
+        if config.stop_at_answer_end:
+            self.stop_generate_at([STOP_TEXT])
 
     @property
     def kl_domains(self) -> tuple[str, ...]:

@@ -158,6 +158,16 @@ class TRLSeams(GRPOTrainer):
     def checkpoint_saved(self, folder: Path) -> None:
         """Called on the saving process after TRL has written `folder` completely."""
 
+    # --- settings TRL builds in __init__ -----------------------------------------------------
+    def stop_generate_at(self, stop_strings: list[str]) -> None:
+        """Stop TRL's transformers `generate` path at `stop_strings` (TRL 1.16 builds its
+        `generation_config` in __init__; `_generate_single_turn` below lends `generate` the
+        tokenizer they need). No effect on the vLLM path: its stop is in generation_kwargs."""
+        if self.use_vllm or getattr(self, "generation_config", None) is None:
+            return
+        self.generation_config.stop_strings = list(stop_strings)
+        self.generation_kwargs = {**(self.generation_kwargs or {}), "stop_strings": list(stop_strings)}
+
     # --- read access to TRL's private attributes ---------------------------------------------
     @property
     def tokenizer(self):
