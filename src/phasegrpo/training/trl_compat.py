@@ -163,7 +163,8 @@ class TRLSeams(GRPOTrainer):
         """Stop TRL's transformers `generate` path at `stop_strings` (TRL 1.16 builds its
         `generation_config` in __init__; `_generate_single_turn` below lends `generate` the
         tokenizer they need). No effect on the vLLM path: its stop is in generation_kwargs."""
-        if self.use_vllm or getattr(self, "generation_config", None) is None:
+        # Continuous batching (`generate_batch`) takes no tokenizer: left to the cut in finish_rollouts.
+        if self.use_vllm or getattr(self, "use_transformers_continuous_batching", False) or getattr(self, "generation_config", None) is None:
             return
         self.generation_config.stop_strings = list(stop_strings)
         self.generation_kwargs = {**(self.generation_kwargs or {}), "stop_strings": list(stop_strings)}
