@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", default=None, help="Local files in the Hub schema instead of the Hub.")
     evaluate.add_argument("--rows-per-domain", type=int, default=8, help="Held-out rows per domain.")
     evaluate.add_argument("--max-new-tokens", type=int, default=256, help="Tokens per completion.")
-    evaluate.add_argument("--batch-size", type=int, default=8, help="Completions generated together.")
+    evaluate.add_argument("--batch-size", type=int, default=None, help="Completions generated together (default: 16 on a CPU, 64 on a GPU).")
+    evaluate.add_argument("--device", default="auto", help="Where the model runs: auto (the GPU when there is one, else the CPU), cpu, cuda, cuda:1, ...")
+    evaluate.add_argument("--use-vllm", action="store_true", help="Generate with vLLM (a CUDA machine with `pip install vllm`).")
     evaluate.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32.")
     evaluate.add_argument("--samples-per-row", type=int, default=1, help="Completions per row; > 1 reports pass@k (needs --temperature > 0).")
     evaluate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (for pass@k).")
@@ -293,7 +295,13 @@ def _eval(args) -> int:
             model_name = model_name or saved.model
             worked_example = saved.worked_example if worked_example is None else worked_example
             router = RewardRouter.from_config(saved)  # score as the run was trained: its phases, weights, scales, values
-    model, tokenizer = load_for_eval(model_name or "embedded", adapter, args.dtype)
+    if args.use_vllm:
+        from phasegrpo.models import load_tokenizer
+        from phasegrpo.vllm_eval import VLLMEngine
+
+        model, tokenizer = VLLMEngine(model_name or "embedded", adapter, dtype=args.dtype), load_tokenizer(model_name or "embedded")
+    else:
+        model, tokenizer = load_for_eval(model_name or "embedded", adapter, args.dtype, device=args.device)
     rows = load_eval_rows(source=args.data_source, rows_per_domain=args.rows_per_domain, data_dir=args.data_dir, seed=args.seed)
     if worked_example:
         from phasegrpo.data.prompts import add_worked_examples
@@ -302,11 +310,12 @@ def _eval(args) -> int:
     result = evaluate_rows(
         model, tokenizer, rows, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
         samples_per_row=args.samples_per_row, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-        show_progress=not args.no_progress, router=router,
+        show_progress=not args.no_progress, router=router, device=args.device,
     )
     result["settings"].update(model=model_name or "embedded", adapter=adapter, data_source=args.data_source)
     settings = result["settings"]
-    print(f"\n{settings['decoding']}, {settings['samples_per_row']} completion(s) per row, {result['seconds']:.0f} s")
+    print(f"\n{settings['decoding']}, {settings['samples_per_row']} completion(s) per row, {result['seconds']:.0f} s "
+          f"({len(result['samples']) / max(result['seconds'], 1e-9):.2f} completions/s on {settings['generation']}, batch {settings['batch_size']})")
     print(format_table(result["summary"]))
     if output:
         print(f"Results: {write_result(output, result)}")

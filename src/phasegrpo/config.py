@@ -108,7 +108,7 @@ class Config:
     domain_betas: dict = _help({}, "KL coefficient per domain (e.g. math=0.02,logic=0.1); unlisted domains use beta, which must be > 0.")
     # --- speed ----------------------------------------------------------------------------
     fast_cpu_generation: bool = _help(False, "CPU rollouts through phasegrpo's cached decoding loop (see README 'Speed').")
-    stop_at_answer_end: bool = _help(True, "Stop a completion once it closes </answer> (rest would only be penalised).")
+    stop_at_answer_end: bool = _help(True, "Stop a completion once it closes </answer> (rest would only be penalised) and end it with the end-of-turn token, on every generation path.")
     gradient_checkpointing: bool = _help(False, "Trade compute for memory in the policy's backward pass.")
     use_vllm: bool = _help(False, "Generate with vLLM (TRL's use_vllm; GPU only).")
     vllm_mode: str = _help("colocate", "TRL's vllm_mode: 'colocate' or 'server'.")

@@ -1,4 +1,5 @@
-"""PhaseGRPOTrainer: TRL's GRPOTrainer with sampling-time domain mixing, fast CPU rollouts,
+"""PhaseGRPOTrainer: TRL's GRPOTrainer with sampling-time domain mixing, fast CPU rollouts, the
+`</answer>` stop ending every completion with the end of turn (phasegrpo.stop_rule),
 per-domain KL coefficients, and the curriculum's schedule fed and checkpointed.
 
 It implements the hooks of `trl_compat.TRLSeams`; nothing here touches TRL's internals. The
@@ -17,7 +18,9 @@ from phasegrpo.config import Config
 from phasegrpo.data import DomainMixSampler, MixSchedule
 from phasegrpo.generation import sample_completions
 from phasegrpo.model_card import set_portable_base
+from phasegrpo.models import end_of_turn_id
 from phasegrpo.router import RewardRouter
+from phasegrpo.stop_rule import STOP_TEXT, end_completions
 from phasegrpo.training import distributed, domain_kl
 from phasegrpo.training.trl_compat import TRLSeams
 
@@ -34,6 +37,8 @@ class PhaseGRPOTrainer(TRLSeams):
         super().__init__(*args, **kwargs)
         # The router's per-domain means are over every rank's completions (a no-op on one process).
         self.router.totals_across_processes = distributed.sum_across_processes
+        if config.stop_at_answer_end:
+            self.stop_generate_at([STOP_TEXT])
 
     @property
     def kl_domains(self) -> tuple[str, ...]:
@@ -74,8 +79,18 @@ class PhaseGRPOTrainer(TRLSeams):
                 end_token_ids=self.eos_token_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
                 tokenizer=self.tokenizer if self.config.stop_at_answer_end else None,
+                stop_token_id=end_of_turn_id(self.tokenizer),
                 generator=generator,
             )
+
+    def finish_rollouts(self, completion_ids, logprobs):
+        # TRL's generate / vLLM stop at `</answer>` without an end token (stop_rule): add it here.
+        if not self.config.stop_at_answer_end:
+            return completion_ids, logprobs
+        return end_completions(
+            completion_ids, logprobs, tokenizer=self.tokenizer, end_token_ids=self.eos_token_ids,
+            stop_token_id=end_of_turn_id(self.tokenizer),
+        )
 
     # --- curriculum: the sampler and the schedule see every step ---------------------------------
     def before_scoring(self, inputs) -> None:
