@@ -8,6 +8,7 @@ generation step with the metrics TRL has just averaged across processes.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from phasegrpo.config import Config
 from phasegrpo.data import DomainMixSampler, MixSchedule
 from phasegrpo.generation import sample_completions
 from phasegrpo.model_card import set_portable_base
+from phasegrpo.rollout_copy import ROLLOUT_DTYPES, RolloutCopy
 from phasegrpo.router import RewardRouter
 from phasegrpo.training import domain_kl
 from phasegrpo.training.trl_compat import TRLSeams
@@ -31,6 +33,7 @@ class PhaseGRPOTrainer(TRLSeams):
         self.mix_schedule = mix_schedule
         self.config = config
         self.mix_sampler: DomainMixSampler | None = None
+        self.rollout_copy = RolloutCopy(ROLLOUT_DTYPES[config.rollout_dtype]) if config.rollout_dtype != "model" else None
         super().__init__(*args, **kwargs)
 
     @property
@@ -64,7 +67,7 @@ class PhaseGRPOTrainer(TRLSeams):
         )
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped_model:
             return sample_completions(
-                unwrapped_model,
+                self.rollout_copy.model_for(unwrapped_model) if self.rollout_copy is not None else unwrapped_model,
                 prompt_ids,
                 max_new_tokens=self.max_completion_length,
                 temperature=self.temperature,
@@ -74,6 +77,11 @@ class PhaseGRPOTrainer(TRLSeams):
                 tokenizer=self.tokenizer if self.config.stop_at_answer_end else None,
                 generator=generator,
             )
+
+    def log_prob_precision(self):
+        if self.config.training_autocast == "bfloat16" and self.accelerator.device.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return nullcontext()
 
     # --- curriculum: the sampler and the schedule see every step ---------------------------------
     def before_scoring(self, inputs) -> None:
