@@ -11,7 +11,8 @@ own child process (so its peak memory is its own), one after the other:
   fast-nostop  ... and stop_at_answer_end off: it decodes as many tokens as TRL, so its ratio
                is the speed per token, without the gain of stopping early
 
-Prints the median seconds per step, generated tokens per second of step time, peak RSS and a
+Prints the median seconds per step (wall, and CPU time of the process: the steadier measure
+on a shared machine), generated tokens per second of step time, peak RSS and a
 breakdown of the step (times from wrappers around TRL's and phasegrpo's methods, set here; the
 package is not instrumented), and each variant's ratio to TRL. Usage:
     python benchmarks/bench_step.py [--steps 3] [--max-new-tokens 128] [--model embedded|tiny]
@@ -80,10 +81,11 @@ def main() -> None:
 def summarize(result: dict) -> dict:
     steps = result["steps"]
     seconds = statistics.median(step["seconds"] for step in steps)
+    cpu_seconds = statistics.median(step["cpu_seconds"] for step in steps)
     tokens = statistics.median(step["tokens"] for step in steps)
     tokens_per_second = statistics.median(step["tokens"] / step["seconds"] for step in steps)
     parts = {part: statistics.median(step["parts"].get(part, 0.0) for step in steps) for part in PARTS}
-    return {"seconds": seconds, "tokens": tokens, "tokens_per_second": tokens_per_second, "parts": parts,
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "tokens": tokens, "tokens_per_second": tokens_per_second, "parts": parts,
             "peak_rss_gb": result["peak_rss_kb"] / 2**20, "has_breakdown": result["has_breakdown"]}
 
 
@@ -93,19 +95,21 @@ def format_table(results: dict) -> str:
     header = ["", *summaries]
     rows = [
         ["s/step (median)", *(f"{s['seconds']:.2f}" for s in summaries.values())],
+        ["CPU s/step (median)", *(f"{s['cpu_seconds']:.2f}" for s in summaries.values())],
         ["generated tokens/step", *(f"{s['tokens']:.0f}" for s in summaries.values())],
         ["generated tokens/s", *(f"{s['tokens_per_second']:.1f}" for s in summaries.values())],
         ["peak RSS (GB)", *(f"{s['peak_rss_gb']:.2f}" for s in summaries.values())],
     ]
     if reference is not None:
         rows.append(["speed-up vs trl (s/step)", *(f"{reference['seconds'] / s['seconds']:.2f}x" for s in summaries.values())])
+        rows.append(["speed-up vs trl (CPU s/step)", *(f"{reference['cpu_seconds'] / s['cpu_seconds']:.2f}x" for s in summaries.values())])
         rows.append(["speed-up vs trl (tokens/s)",
                      *(f"{s['tokens_per_second'] / reference['tokens_per_second']:.2f}x" for s in summaries.values())])
     for part in PARTS:
         rows.append([f"  {part} (s)", *(f"{s['parts'][part]:.2f}" if s["has_breakdown"] or part in TRL_PARTS else "-"
                                        for s in summaries.values())])
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
-    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |" for row in [header, *rows]]
+    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |" for row in [header, *rows]]
     lines.insert(1, "| " + " | ".join("-" * width for width in widths) + " |")
     return "\n".join(lines)
 
@@ -183,7 +187,7 @@ def make_callback(timers: Timers, steps: list):
     class StepClock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             timers.current.clear()
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_pre_optimizer_step(self, args, state, control, **kwargs):
             self.optimizer_start = time.perf_counter()
@@ -193,7 +197,8 @@ def make_callback(timers: Timers, steps: list):
 
         def on_step_end(self, args, state, control, **kwargs):
             seconds = time.perf_counter() - self.start
-            steps.append({"seconds": seconds, "parts": step_parts(dict(timers.current), seconds)})
+            steps.append({"seconds": seconds, "cpu_seconds": time.process_time() - self.cpu_start,
+                          "parts": step_parts(dict(timers.current), seconds)})
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "completions/mean_length" in logs and steps and "tokens" not in steps[-1]:
