@@ -84,6 +84,11 @@ def test_rollout_dtype_needs_phasegrpos_rollouts():
     assert preset("demo").rollout_dtype == "model" and preset("demo").training_autocast == "none"
 
 
+def completion_length_reward(completions, **kwargs):
+    """Varies within every group, so each step moves the adapter."""
+    return [len(str(c)) / 10.0 for c in completions]
+
+
 def test_training_decodes_with_the_current_adapter_merged_also_after_resume(tmp_path, tiny, monkeypatch):
     """Every rollout of a real run (interrupted, then resumed from its checkpoint) comes from a copy
     whose logits are the policy's, and the policy it follows has learned (non-zero LoRA B)."""
@@ -118,10 +123,14 @@ def test_training_decodes_with_the_current_adapter_merged_also_after_resume(tmp_
     model, tokenizer = tiny
     config = preset("demo", model="tiny", output_dir=str(tmp_path / "run"), max_steps=3, max_completion_length=16,
                     rows_per_domain=8, save_steps=100, eval_before_after=False, learning_rate=1e-2,
-                    rollout_dtype="float32", training_autocast="bfloat16")
-    first = train(config, model=model, tokenizer=tokenizer, callbacks=[InterruptAtStep1()], show_progress=False)
+                    rollout_dtype="float32", training_autocast="bfloat16",
+                    phase_rewards=[["completion_length_reward"]] * 3)
+    rewards = {"completion_length_reward": completion_length_reward}
+    first = train(config, model=model, tokenizer=tokenizer, reward_functions=rewards, callbacks=[InterruptAtStep1()],
+                  show_progress=False)
     assert first.was_interrupted and [learned for _, learned in calls] == [False, True]  # steps 0 and 1
     calls.clear()
-    second = train(config, resume=True, model=tiny_model(tokenizer), tokenizer=tokenizer, show_progress=False)
+    second = train(config, resume=True, model=tiny_model(tokenizer), tokenizer=tokenizer, reward_functions=rewards,
+                   show_progress=False)
     assert second.global_step == 3 and [learned for _, learned in calls] == [True]  # step 2, from the checkpoint
     assert all(difference < 1e-4 for difference, _ in calls)
