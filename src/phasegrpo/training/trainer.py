@@ -9,6 +9,7 @@ generation step with the metrics TRL has just averaged across processes.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from phasegrpo.data import DomainMixSampler, MixSchedule
 from phasegrpo.generation import sample_completions
 from phasegrpo.model_card import set_portable_base
 from phasegrpo.models import end_of_turn_id
+from phasegrpo.rollout_copy import ROLLOUT_DTYPES, RolloutCopy
 from phasegrpo.router import RewardRouter
 from phasegrpo.stop_rule import STOP_TEXT, end_completions
 from phasegrpo.training import distributed, domain_kl
@@ -34,6 +36,7 @@ class PhaseGRPOTrainer(TRLSeams):
         self.mix_schedule = mix_schedule
         self.config = config
         self.mix_sampler: DomainMixSampler | None = None
+        self.rollout_copy = RolloutCopy(ROLLOUT_DTYPES[config.rollout_dtype]) if config.rollout_dtype != "model" else None
         super().__init__(*args, **kwargs)
         # The router's per-domain means are over every rank's completions (a no-op on one process).
         self.router.totals_across_processes = distributed.sum_across_processes
@@ -71,7 +74,7 @@ class PhaseGRPOTrainer(TRLSeams):
         )
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped_model:
             return sample_completions(
-                unwrapped_model,
+                self.rollout_copy.model_for(unwrapped_model) if self.rollout_copy is not None else unwrapped_model,
                 prompt_ids,
                 max_new_tokens=self.max_completion_length,
                 temperature=self.temperature,
@@ -91,6 +94,11 @@ class PhaseGRPOTrainer(TRLSeams):
             completion_ids, logprobs, tokenizer=self.tokenizer, end_token_ids=self.eos_token_ids,
             stop_token_id=end_of_turn_id(self.tokenizer),
         )
+
+    def log_prob_precision(self):
+        if self.config.training_autocast == "bfloat16" and self.accelerator.device.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return nullcontext()
 
     # --- curriculum: the sampler and the schedule see every step ---------------------------------
     def before_scoring(self, inputs) -> None:

@@ -9,7 +9,7 @@ them into plain hooks that `PhaseGRPOTrainer` implements:
 | `_get_train_sampler(dataset)`                | `build_train_sampler()`                    | domain mixing at sampling time |
 | `_generate_single_turn(...)`                 | `generate_rollouts(prompt_ids)`, `finish_rollouts(ids, logprobs)` | the fast CPU rollout loop; the `</answer>` stop on TRL's paths (`generate` gets the tokenizer its `stop_strings` need) |
 | `_generate_and_score_completions(inputs)`    | `before_scoring(inputs)`, `after_scoring(inputs, output, step_metrics)` | feed sampler and phase schedule; per-sample KL betas |
-| `_get_per_token_logps_and_entropies(...)`    | (`score_completion_positions_only`)        | skip the LM head on prompt and padding positions on CPU |
+| `_get_per_token_logps_and_entropies(...)`    | `log_prob_precision()`, (`score_completion_positions_only`) | e.g. bf16 autocast of the log-prob passes; skip the LM head on prompt and padding positions on CPU |
 | `_compute_loss(model, inputs)` + `self.beta` | `kl_betas(inputs)`, `kl_computed(...)`     | a KL coefficient per sample (per domain) |
 | `_save_checkpoint(model, trial)`             | `checkpoint_saved(folder)`                 | curriculum state + completeness marker |
 | `_metrics`, `_tokenizer`, `_get_output_dir`  | `record_metric`, `tokenizer`, `step_metrics` | logging and checkpoint paths |
@@ -22,7 +22,7 @@ pyproject pins TRL to the versions those tests cover. A TRL upgrade starts there
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -169,6 +169,11 @@ class TRLSeams(GRPOTrainer):
         self.generation_config.stop_strings = list(stop_strings)
         self.generation_kwargs = {**(self.generation_kwargs or {}), "stop_strings": list(stop_strings)}
 
+    def log_prob_precision(self):
+        """A context manager around every log-prob pass (reference and policy; the backward follows
+        the forward's dtypes), e.g. a CPU bf16 autocast; TRL's own precision by default."""
+        return nullcontext()
+
     # --- read access to TRL's private attributes ---------------------------------------------
     @property
     def tokenizer(self):
@@ -216,7 +221,7 @@ class TRLSeams(GRPOTrainer):
         return output
 
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-        with score_completion_positions_only():
+        with score_completion_positions_only(), self.log_prob_precision():
             return super()._get_per_token_logps_and_entropies(*args, **kwargs)
 
     def _compute_loss(self, model, inputs):
