@@ -1,6 +1,8 @@
 """Rollout speed: phasegrpo's CPU sampling loop vs transformers' `generate`, side by side.
 
-Both decode the same prompts for the same number of new tokens (end tokens ignored, so the
+Also the loop on the decode copy of `rollout_dtype="bfloat16"` (the LoRA merged into bf16
+weights; its one-time build is outside the timing, its re-merge after an optimizer step is
+timed separately). All decode the same prompts for the same number of new tokens (end tokens ignored, so the
 work is identical) with the LoRA-wrapped policy, as in training. Prints seconds per decode
 step for each and their ratio. Usage:
     python benchmarks/bench_generation.py [--model embedded] [--batch 8] [--new-tokens 64]
@@ -14,6 +16,7 @@ from peft import LoraConfig, get_peft_model
 
 from phasegrpo.generation import sample_completions
 from phasegrpo.models import load_model, load_tokenizer
+from phasegrpo.rollout_copy import RolloutCopy
 
 
 def main() -> None:
@@ -30,9 +33,12 @@ def main() -> None:
     prompt_ids = [tokenizer.apply_chat_template([m], add_generation_prompt=True, tokenize=True) for m in messages]
     prompt_ids = [ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids for ids in prompt_ids]
 
-    def ours():
+    rollout_copy = RolloutCopy(torch.bfloat16)
+    rollout_copy.model_for(model)
+
+    def ours(decoder=model):
         sample_completions(
-            model, prompt_ids, max_new_tokens=args.new_tokens, temperature=0.9, end_token_ids=[],
+            decoder, prompt_ids, max_new_tokens=args.new_tokens, temperature=0.9, end_token_ids=[],
             pad_token_id=tokenizer.pad_token_id, tokenizer=None, stop_text=None,
         )
 
@@ -46,16 +52,26 @@ def main() -> None:
                 max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, pad_token_id=tokenizer.pad_token_id,
             )
 
-    timings = {"transformers.generate": [], "phasegrpo.sample_completions": []}
-    for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
-        for name, function in (("transformers.generate", plain), ("phasegrpo.sample_completions", ours)):
+    def ours_bf16_copy():
+        ours(rollout_copy.model_for(model))
+
+    timings = {"transformers.generate": [], "phasegrpo.sample_completions": [], "... on the bf16 merged copy": []}
+    variants = (("transformers.generate", plain), ("phasegrpo.sample_completions", ours), ("... on the bf16 merged copy", ours_bf16_copy))
+    for _ in range(args.repeats):  # interleaved, so machine noise hits each alike
+        for name, function in variants:
             start = time.perf_counter()
             function()
             timings[name].append((time.perf_counter() - start) / args.new_tokens)
     best = {name: min(values) for name, values in timings.items()}
     for name, value in best.items():
         print(f"{name:32s} {value * 1000:8.1f} ms per decode step (batch {args.batch})")
-    print(f"speed-up: {best['transformers.generate'] / best['phasegrpo.sample_completions']:.2f}x")
+    print(f"speed-up: {best['transformers.generate'] / best['phasegrpo.sample_completions']:.2f}x; bf16 merged copy vs the "
+          f"policy: {best['phasegrpo.sample_completions'] / best['... on the bf16 merged copy']:.2f}x")
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if "lora_B" in n).add_(1e-3)  # as an optimizer step would
+    start = time.perf_counter()
+    rollout_copy.model_for(model)
+    print(f"re-merging the adapter into the bf16 copy: {time.perf_counter() - start:.2f} s")
 
 
 if __name__ == "__main__":

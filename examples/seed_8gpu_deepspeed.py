@@ -1,10 +1,11 @@
 """The `seed` run scaled to 8 GPUs with DeepSpeed ZeRO-2, through accelerate.
 
-    accelerate launch --config_file <your zero2 yaml> --num_processes 8 \
+    pip install -e ".[deepspeed]"
+    accelerate launch --config_file accelerate_configs/zero2.yaml --num_processes 8 \
         -m phasegrpo train --config examples/seed_8gpu_deepspeed.py
 
-`<your zero2 yaml>` is an accelerate config with `distributed_type: DEEPSPEED` and
-`deepspeed_config: {zero_stage: 2}` (`accelerate config` writes one). Every process loads this
+accelerate_configs/zero2.yaml (in the repository) is accelerate's config with
+`distributed_type: DEEPSPEED` and `deepspeed_config: {zero_stage: 2}`. Every process loads this
 file, so a reward registered here is registered on every rank.
 
 The batch sizes are per GPU: each process draws prompts_per_step prompts and samples

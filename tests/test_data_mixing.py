@@ -266,3 +266,25 @@ def test_the_adaptive_mix_gives_the_weights_after_an_earlier_observation():
     restored = AdaptiveMix({"math": 1, "code": 1}, temperature=0.5, floor=0.0, smoothing=0.0)
     restored.load_state_dict(json.loads(json.dumps(schedule.state_dict())))
     assert restored.weights_after(1) == after_one and restored.weights() == schedule.weights()
+
+
+def test_a_domain_of_weight_0_is_dropped_not_a_crash():
+    # Rows of math only, and code at weight 0: nothing to draw from code, so it needs no rows.
+    mix = DomainMixSampler(["math"] * 8, {"math": 1, "code": 0}, mini_repeat_count=1, batch_size=4, num_chunks=3)
+    assert set(mix.pools) == {"math"}
+    assert len(list(mix)) == 12 and set(mix.domain_counts) == {"math"}
+    assert ConstantMix({"math": 1, "code": 0}).drawn_domains == ("math",)
+
+
+def test_a_linear_mix_anneals_towards_a_domain_that_starts_at_0():
+    rows = ["math"] * 20 + ["code"] * 20
+    schedule = make_mix_schedule("linear", {"math": 1, "code": 0, "logic": 0}, end={"code": 1})
+    assert schedule.drawn_domains == ("math", "code")  # logic is 0 at both ends: dropped
+    mix = DomainMixSampler(rows, schedule, mini_repeat_count=1, batch_size=4, num_chunks=10)
+    mix.next_chunk()
+    assert mix.last_chunk_counts == {"math": 4}
+    mix.set_progress(1.0)
+    mix.next_chunk()
+    assert mix.last_chunk_counts == {"code": 4}
+    with pytest.raises(ValueError, match="no rows of them"):  # a domain it anneals towards needs rows
+        DomainMixSampler(["math"] * 20, schedule, mini_repeat_count=1, batch_size=4)

@@ -132,8 +132,8 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-# Processes under a worker's root between programs: (PID 1 or template) + the next zygote.
-_INFRASTRUCTURE = 2
+# Processes under a worker's root between programs: PID 1 (or the worker itself), the zygote, the judge.
+_INFRASTRUCTURE = 3
 
 
 @pytest.fixture(scope="module", params=["namespaces", "fallback"])

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from phasegrpo import run_folder
 from phasegrpo.config import preset
-from phasegrpo.training import train
+from phasegrpo.training import load_training_rows, train
 
 
 def completion_length_reward(completions, **kwargs):
@@ -115,8 +115,9 @@ def test_existing_run_folder_is_not_silently_overwritten(tmp_path, tiny):
     model, tokenizer = tiny
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
-    with pytest.raises(FileExistsError, match="--resume"):
-        train(tiny_config(tmp_path), model=model, tokenizer=tokenizer, show_progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):  # the config's own reward given: only the folder is wrong
+        train(tiny_config(tmp_path), model=model, tokenizer=tokenizer, show_progress=False,
+              reward_functions={"completion_length_reward": completion_length_reward})
 
 
 def test_a_runs_reward_values_score_its_run_and_do_not_outlive_it(tmp_path, tiny):
@@ -233,3 +234,17 @@ def test_the_adaptive_mix_is_fed_rewards_without_the_domain_scale():
         "rewards/check_answer/math/contribution": 1.0, "rewards/check_answer/code/contribution": 2.0,
     }
     assert unscaled_domain_rewards(step_metrics, router) == {"math": 1.5, "code": 1.5}
+
+
+def test_a_domain_of_weight_0_is_dropped_and_a_linear_mix_anneals_towards_one(tmp_path, tiny):
+    # Code starts at 0 and the mix anneals towards it; logic stays at 0 and is never loaded.
+    model, tokenizer = tiny
+    config = tiny_config(tmp_path, max_steps=2, domain_weights={"math": 1, "code": 0, "logic": 0},
+                         mix_schedule="linear", mix_end_weights={"code": 1})
+    rows, row_domains = load_training_rows(config)
+    assert set(row_domains) == {"math", "code"}
+    result = train(config, model=model, tokenizer=tokenizer, show_progress=False,
+                   reward_functions={"completion_length_reward": completion_length_reward})
+    records, _ = run_folder.read_jsonl(result.run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2]
+    assert records[0]["domain_count"] == {"math": 8}  # progress 0: all math

@@ -173,3 +173,26 @@ def test_per_sample_beta_swaps_in_and_out(tmp_path, tiny):
     assert (beta * per_token_kl).tolist() == [[0.0] * 3, [2.0] * 3]
     assert beta.per_token_kl is not None
     assert trainer.beta == 0.1 and isinstance(trainer.beta, float)
+
+
+def test_every_log_prob_pass_runs_inside_the_precision_hook(tmp_path, tiny):
+    """The reference pass and the policy pass (forward; its backward follows the forward's dtypes)."""
+    seen_dtypes = []
+
+    class Autocast(RecordingSeams):
+        def log_prob_precision(self):
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    model, tokenizer = tiny
+    fixed = tokenizer.encode("<answer>7</answer>", add_special_tokens=False)
+    trainer = make_trainer(tmp_path, tiny, rollouts=fixed)
+    trainer.__class__ = Autocast
+    layer = trainer.model.get_base_model().model.layers[0].mlp.down_proj.base_layer
+    handle = layer.register_forward_hook(lambda module, args, output: seen_dtypes.append(output.dtype))
+    inputs = trainer._generate_and_score_completions([ROWS[0], ROWS[0]])  # the reference pass (beta > 0)
+    assert seen_dtypes and set(seen_dtypes) == {torch.bfloat16}
+    seen_dtypes.clear()
+    trainer.current_gradient_accumulation_steps = 1
+    trainer._compute_loss(trainer.model, inputs).backward()  # the policy pass
+    handle.remove()
+    assert seen_dtypes and set(seen_dtypes) == {torch.bfloat16}

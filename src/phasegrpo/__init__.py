@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from phasegrpo.domains import Domain
 
 __version__ = "0.1.0"
-__all__ = ["Config", "RewardRouter", "load", "preset", "register_domain", "register_reward", "train"]
+__all__ = ["Config", "RewardRouter", "load", "preset", "register_domain", "register_reward", "study", "train"]
 
 
 def train(config: Config, **kwargs):
@@ -17,6 +17,14 @@ def train(config: Config, **kwargs):
     from phasegrpo.training import train as run_training
 
     return run_training(config, **kwargs)
+
+
+def study(config: Config | None = None, **kwargs):
+    """Compare the curriculum with its alternatives (arms) over seeds, evaluated before and after on
+    the same held-out rows; see `phasegrpo.studies.study`."""
+    from phasegrpo.studies import study as run_study
+
+    return run_study(config, **kwargs)
 
 
 def load(run_dir, **kwargs):

@@ -1,4 +1,4 @@
-"""The `phasegrpo` command: train, eval, report. Every Config field is a `train` flag."""
+"""The `phasegrpo` command: train, eval, report, study. Every Config field is a `train` (and `study`) flag."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ def _parse_mapping(text: str) -> dict:
     """`math=0.5,code=0.5` or JSON → dict (numbers parsed where they look like numbers)."""
     text = text.strip()
     if text.startswith("{"):
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(f"expected key=value pairs (math=0.5,code=0.5) or a JSON object, got {text!r} ({error})") from None
     result = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         if "=" not in item:
-            raise argparse.ArgumentTypeError(f"expected key=value pairs separated by commas, got {item!r}")
+            raise argparse.ArgumentTypeError(f"expected key=value pairs separated by commas (math=0.5,code=0.5), got {item!r}")
         key, value = item.split("=", 1)
         try:
             result[key.strip()] = json.loads(value)
@@ -35,7 +38,10 @@ def _parse_mapping(text: str) -> dict:
 def _parse_list(text: str) -> list:
     text = text.strip()
     if text.startswith("["):
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(f"expected a JSON list or comma-separated values, got {text!r} ({error})") from None
     return [json.loads(part) if part.strip()[:1].isdigit() else part.strip() for part in text.split(",")]
 
 
@@ -99,8 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
+    # A short usage line: listing every config flag would bury a flag's error message under 40 lines.
     train = commands.add_parser("train", help="Train a LoRA policy with GRPO and the phase curriculum.",
-                                formatter_class=_HelpFormatter)
+                                formatter_class=_HelpFormatter,
+                                usage="phasegrpo train [--preset NAME | --config FILE] [--resume | --overwrite] [CONFIG FLAGS ...]"
+                                      "  (phasegrpo train --help lists them)")
     train.add_argument("--preset", default=None, choices=sorted(PRESETS), help=f"Starting configuration (default: {DEFAULT_PRESET}).")
     train.add_argument("--config", default=None, metavar="FILE",
                        help="Start from a config file instead of a preset: a .py file that defines `config` "
@@ -120,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", default=None, help="Local files in the Hub schema instead of the Hub.")
     evaluate.add_argument("--rows-per-domain", type=int, default=8, help="Held-out rows per domain.")
     evaluate.add_argument("--max-new-tokens", type=int, default=256, help="Tokens per completion.")
-    evaluate.add_argument("--batch-size", type=int, default=8, help="Completions generated together.")
+    evaluate.add_argument("--batch-size", type=int, default=None, help="Completions generated together (default: 16 on a CPU, 64 on a GPU).")
+    evaluate.add_argument("--device", default="auto", help="Where the model runs: auto (the GPU when there is one, else the CPU), cpu, cuda, cuda:1, ...")
+    evaluate.add_argument("--use-vllm", action="store_true", help="Generate with vLLM (a CUDA machine with `pip install vllm`).")
     evaluate.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32.")
     evaluate.add_argument("--samples-per-row", type=int, default=1, help="Completions per row; > 1 reports pass@k (needs --temperature > 0).")
     evaluate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (for pass@k).")
@@ -150,7 +161,33 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="A run folder (with metrics.jsonl).")
     _add_export_command(commands)
     _add_generate_command(commands)
+    _add_study_command(commands)
     return parser
+
+
+def _add_study_command(commands) -> None:
+    from phasegrpo.studies import DEFAULT_EVAL_ROWS_PER_DOMAIN, DEFAULT_OUTPUT_DIR, DEFAULT_SEEDS, STUDY_OVERRIDES
+    from phasegrpo.studies.arms import ARMS, DEFAULT_ARMS
+
+    study = commands.add_parser(
+        "study", formatter_class=_HelpFormatter,
+        help="Compare the curriculum with static rewards, no domain scales (and the metric schedule) over seeds, "
+             "each run evaluated before and after on the same held-out rows; writes study.json, plots and study.html.",
+        description=f"Every arm x seed is a training run from one base config (the preset, then the study's defaults "
+                    f"{STUDY_OVERRIDES}, then your flags); --output-dir is the study folder. Run the same command "
+                    f"again after a kill: finished runs are kept, a half-trained run resumes.")
+    study.add_argument("--preset", default=None, choices=sorted(PRESETS), help=f"Base configuration (default: {DEFAULT_PRESET}).")
+    study.add_argument("--config", default=None, metavar="FILE", help="Base configuration from a config file instead of a preset.")
+    study.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"Comma list of arms, from: {', '.join(ARMS)}.")
+    study.add_argument("--seeds", default=str(DEFAULT_SEEDS),
+                       help="Runs per arm: a count (seeds from --seed on) or a comma list of seeds.")
+    study.add_argument("--eval-seed", type=int, default=0, help="Seed that draws the held-out rows (the same for every run).")
+    study.add_argument("--eval-batch-size", type=int, default=8, help="Held-out completions generated together.")
+    study.add_argument("--overwrite", action="store_true", help="Delete the study folder and start over.")
+    study.add_argument("--print-plan", action="store_true", help="Print the arms' differences, the runs and the time estimate, and exit.")
+    study.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    _add_config_flags(study)
+    study.set_defaults(study_eval_rows_default=DEFAULT_EVAL_ROWS_PER_DOMAIN, study_output_default=DEFAULT_OUTPUT_DIR)
 
 
 def _add_export_command(commands) -> None:
@@ -191,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "study":
+            return _study(args)
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, PermissionError, MissingTrackerError) as error:
         print(f"phasegrpo {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -223,9 +262,11 @@ def _train(args) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     from phasegrpo import run_folder
-    from phasegrpo.training import train
+    from phasegrpo.training import distributed, train
 
     result = train(config, resume=args.resume, overwrite=args.overwrite, allow_max_steps_change=args.allow_max_steps_change)
+    if not distributed.is_main_process():  # under a launcher the main process lists the run folder
+        return 130 if result.was_interrupted else 0
     print(f"\nRun folder: {result.run_dir}  (step {result.global_step})")
     for name in (run_folder.CONFIG_FILE, run_folder.METRICS_FILE, run_folder.SAMPLES_FILE, run_folder.ADAPTER_DIR,
                  run_folder.PLOTS_DIR, run_folder.EVAL_BEFORE_FILE, run_folder.EVAL_AFTER_FILE, run_folder.REPORT_HTML,
@@ -260,7 +301,13 @@ def _eval(args) -> int:
             model_name = model_name or saved.model
             worked_example = saved.worked_example if worked_example is None else worked_example
             router = RewardRouter.from_config(saved)  # score as the run was trained: its phases, weights, scales, values
-    model, tokenizer = load_for_eval(model_name or "embedded", adapter, args.dtype)
+    if args.use_vllm:
+        from phasegrpo.models import load_tokenizer
+        from phasegrpo.vllm_eval import VLLMEngine
+
+        model, tokenizer = VLLMEngine(model_name or "embedded", adapter, dtype=args.dtype), load_tokenizer(model_name or "embedded")
+    else:
+        model, tokenizer = load_for_eval(model_name or "embedded", adapter, args.dtype, device=args.device)
     rows = load_eval_rows(source=args.data_source, rows_per_domain=args.rows_per_domain, data_dir=args.data_dir, seed=args.seed)
     if worked_example:
         from phasegrpo.data.prompts import add_worked_examples
@@ -269,11 +316,12 @@ def _eval(args) -> int:
     result = evaluate_rows(
         model, tokenizer, rows, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
         samples_per_row=args.samples_per_row, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-        show_progress=not args.no_progress, router=router,
+        show_progress=not args.no_progress, router=router, device=args.device,
     )
     result["settings"].update(model=model_name or "embedded", adapter=adapter, data_source=args.data_source)
     settings = result["settings"]
-    print(f"\n{settings['decoding']}, {settings['samples_per_row']} completion(s) per row, {result['seconds']:.0f} s")
+    print(f"\n{settings['decoding']}, {settings['samples_per_row']} completion(s) per row, {result['seconds']:.0f} s "
+          f"({len(result['samples']) / max(result['seconds'], 1e-9):.2f} completions/s on {settings['generation']}, batch {settings['batch_size']})")
     print(format_table(result["summary"]))
     if output:
         print(f"Results: {write_result(output, result)}")
@@ -366,6 +414,42 @@ def _generate(args) -> int:
     print(generate_for_run(args.run_dir, prompt, domain=args.domain, max_new_tokens=args.max_new_tokens,
                            temperature=args.temperature, dtype=args.dtype))
     return 0
+
+
+def _study(args) -> int:
+    from phasegrpo.config import override
+    from phasegrpo.studies import default_config, study
+    from phasegrpo.studies.runner import estimate_seconds, make_plan
+
+    overrides = _config_overrides(args)
+    # In a study, --output-dir is the study folder and --eval-rows-per-domain its held-out rows.
+    output_dir = overrides.pop("output_dir", args.study_output_default)
+    eval_rows = overrides.pop("eval_rows_per_domain", args.study_eval_rows_default)
+    if args.config:
+        if args.preset:
+            raise ValueError(f"--preset {args.preset} and --config {args.config} both given; pass one of them.")
+        from phasegrpo.config_files import load_config_file
+
+        config = override(load_config_file(args.config), **overrides)
+    else:
+        config = default_config(args.preset or DEFAULT_PRESET, **overrides)
+    arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
+    seeds = int(args.seeds) if args.seeds.strip().isdigit() else [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    settings = dict(arms=arms, seeds=seeds, eval_rows_per_domain=eval_rows, eval_seed=args.eval_seed, eval_batch_size=args.eval_batch_size)
+    if args.print_plan:
+        plan = make_plan(config, study_dir=output_dir, **settings)
+        for arm, changes in plan.differences.items():
+            print(f"{arm}: " + ("; ".join(f"{name} = {json.dumps(values[1])}" for name, values in changes.items()) or "the base config"))
+        for run in plan.runs:
+            print(f"  {run.run_dir}  seed {run.seed}")
+        print(f"{len(plan.runs)} runs x {config.max_steps} steps; rough estimate {estimate_seconds(plan) / 60:.0f} min on 2 CPU cores")
+        return 0
+    result = study(config, output_dir=output_dir, overwrite=args.overwrite, show_progress=not args.no_progress, **settings)
+    print(f"\nStudy folder: {result.study_dir}  ({result.summary['runs_finished']} of {result.summary['runs_planned']} runs finished)")
+    for path in (result.json, result.markdown, *result.plots.values()):
+        print(f"  {path}")
+    print(f"Report: {result.html}  (open it in a browser)")
+    return 130 if result.was_interrupted else 0
 
 
 if __name__ == "__main__":

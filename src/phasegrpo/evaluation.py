@@ -6,6 +6,11 @@ total reward, per domain and overall; greedy by default, pass@k with sampling as
     result = evaluate_rows(model, tokenizer, rows, max_new_tokens=256)
     print(format_table(result["summary"]))
 
+On a machine with a GPU the model is moved there and batches are larger (`eval_device`,
+`default_batch_size`); `model` may also be a `phasegrpo.vllm_eval.VLLMEngine` to generate through
+vLLM. Every path stops a completion at `</answer>` and ends it with the end of turn
+(phasegrpo.stop_rule), as training does.
+
 A result is `{"summary": {group: numbers}, "samples": [...], "settings": {...}, "seconds": s}`;
 the groups are "overall" then each domain. The total reward is the router's score in its last
 phase (a run's own router: its phase rewards, weights, domain scales and reward values), so
@@ -29,6 +34,10 @@ if TYPE_CHECKING:
 METRICS = ("accuracy", "exact_format_rate", "refusal_rate", "mean_completion_tokens", "mean_reward")
 """The per-group numbers of a summary, in table order (pass@k columns follow when sampled)."""
 
+CPU_EVAL_BATCH_SIZE = 16
+GPU_EVAL_BATCH_SIZE = 64
+"""Default completions per batch (`default_batch_size`)."""
+
 
 def evaluate_rows(
     model,
@@ -36,13 +45,14 @@ def evaluate_rows(
     rows,
     *,
     max_new_tokens: int,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     router: RewardRouter | None = None,
     samples_per_row: int = 1,
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
     show_progress: bool = False,
+    device: str = "auto",
 ) -> dict:
     """Completions for `rows` (a datasets.Dataset of contract rows), scored by `router` in its last
     phase (default: the reference `RewardRouter()`; pass a run's router to score as that run does).
@@ -50,8 +60,13 @@ def evaluate_rows(
     Greedy (`temperature=0`) gives one completion per row. With `temperature > 0` each row gets
     `samples_per_row` sampled completions and the summary adds pass@k for k = 1, 2, 4, ... up
     to `samples_per_row` (the unbiased estimator of Chen et al. 2021).
+
+    A model on the CPU moves to `device` (`auto`: the GPU when there is one, `eval_device`);
+    `batch_size` None takes `default_batch_size` of the device it runs on.
     """
     import torch
+
+    from phasegrpo.models import end_of_turn_id
 
     if samples_per_row < 1:
         raise ValueError(f"samples_per_row must be >= 1, got {samples_per_row}.")
@@ -60,17 +75,28 @@ def evaluate_rows(
             f"samples_per_row={samples_per_row} with greedy decoding gives {samples_per_row} identical completions; "
             f"pass a temperature > 0 (e.g. --temperature 0.8) for pass@k."
         )
+    is_vllm = bool(getattr(model, "is_vllm_engine", False))
+    if is_vllm:
+        generation_device = torch.device("cuda")
+    else:
+        current = next(model.parameters()).device
+        generation_device = eval_device(device) if current.type == "cpu" else current  # as place_for_eval decides
+        model = place_for_eval(model, device)
+    batch_size = default_batch_size(generation_device) if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    end_ids = model.generation_config.eos_token_id
+    end_ids = tokenizer.eos_token_id if is_vllm else model.generation_config.eos_token_id
     end_ids = [end_ids] if isinstance(end_ids, int) else list(end_ids or [tokenizer.eos_token_id])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed) if temperature > 0 else None
+    stop_token_id = end_of_turn_id(tokenizer)
+    end_ids = list(dict.fromkeys([*end_ids, stop_token_id]))
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed) if temperature > 0 and not is_vllm else None
     # Every (row, sample) pair, row-major, so a batch holds the k samples of a row together.
     jobs = [(row, sample) for row in range(len(rows)) for sample in range(samples_per_row)]
     scorer = _Scorer(router)
-    was_training = model.training
-    model.eval()
+    was_training = not is_vllm and model.training
+    if not is_vllm:
+        model.eval()
     samples: list[dict] = []
     started = time.perf_counter()
     progress = _progress_bar(len(jobs), show_progress)
@@ -82,10 +108,18 @@ def evaluate_rows(
                 list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
                 for prompt in batch["prompt"]
             ]
-            completion_ids = sample_completions(
-                model, prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                end_token_ids=end_ids, pad_token_id=pad_id, tokenizer=tokenizer, generator=generator,
-            )
+            if is_vllm:
+                completion_ids = model.complete(
+                    prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                    seeds=[seed * 1_000_003 + start + offset for offset in range(len(prompt_ids))],
+                    tokenizer=tokenizer, end_token_ids=end_ids, stop_token_id=stop_token_id,
+                )
+            else:
+                completion_ids = sample_completions(
+                    model, prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                    end_token_ids=end_ids, pad_token_id=pad_id, tokenizer=tokenizer, stop_token_id=stop_token_id,
+                    generator=generator,
+                )
             texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
             scored = scorer(batch, texts, [len(ids) for ids in completion_ids])
             for (row, sample_index), sample in zip(batch_jobs, scored, strict=True):
@@ -95,9 +129,12 @@ def evaluate_rows(
     finally:
         if progress is not None:
             progress.close()
-        model.train(was_training)
+        if not is_vllm:
+            model.train(was_training)
     settings = {
         "decoding": "sampling" if temperature > 0 else "greedy",
+        "generation": "vllm" if is_vllm else generation_device.type,
+        "batch_size": batch_size,
         "temperature": temperature,
         "top_p": top_p,
         "samples_per_row": samples_per_row,
@@ -211,18 +248,29 @@ def load_eval_rows(*, source: str, rows_per_domain: int, data_dir: str | None = 
 
 
 def format_table(summary: dict) -> str:
-    """The summary as a fixed-width terminal table, one line per group."""
+    """The summary as a fixed-width terminal table, one line per group; each rate carries its
+    95 % Wilson score interval over the group's completions (phasegrpo.intervals)."""
+    from phasegrpo.intervals import format_interval, rate_interval
+
     pass_keys = sorted({k for row in summary.values() for k in row.get("pass_at", {})}, key=int)
-    header = f"{'domain':10s} {'rows':>5s} {'accuracy':>9s} {'format':>7s} {'refusal':>8s} {'tokens':>7s} {'reward':>7s}"
+    rate_width = 18  # "0.38 [0.14, 0.69]"
+    header = (f"{'domain':10s} {'rows':>5s} {'accuracy':>{rate_width}s} {'format':>{rate_width}s} "
+              f"{'refusal':>{rate_width}s} {'tokens':>7s} {'reward':>7s}")
     header += "".join(f" {'pass@' + k:>7s}" for k in pass_keys)
     lines = [header, "-" * len(header)]
     for name, row in summary.items():
+        trials = int(row.get("completions", row["rows"]))
+        rates = [
+            f"{row[metric]:.2f} {format_interval(*rate_interval(row[metric], trials))}"
+            for metric in ("accuracy", "exact_format_rate", "refusal_rate")
+        ]
         line = (
-            f"{name:10s} {row['rows']:5d} {row['accuracy']:9.2f} {row['exact_format_rate']:7.2f} "
-            f"{row['refusal_rate']:8.2f} {row['mean_completion_tokens']:7.1f} {row['mean_reward']:7.2f}"
+            f"{name:10s} {row['rows']:5d} " + " ".join(f"{rate:>{rate_width}s}" for rate in rates)
+            + f" {row['mean_completion_tokens']:7.1f} {row['mean_reward']:7.2f}"
         )
         line += "".join(f" {row.get('pass_at', {}).get(k, float('nan')):7.2f}" for k in pass_keys)
         lines.append(line)
+    lines.append("[low, high]: 95 % Wilson score interval of the rate over the group's completions.")
     return "\n".join(lines)
 
 
@@ -236,8 +284,42 @@ def write_result(path: str | Path, result: dict) -> Path:
     return path
 
 
-def load_for_eval(model_name: str, adapter: str | Path | None = None, dtype: str = "auto"):
-    """A model and tokenizer ready to evaluate, with a LoRA adapter applied when given."""
+def eval_device(requested: str = "auto"):
+    """The device evaluation runs on: `auto` is this process's GPU when torch sees one (under a
+    multi-process launcher, the one of LOCAL_RANK), else the CPU; anything else as given."""
+    import os
+
+    import torch
+
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def default_batch_size(device) -> int:
+    """Completions generated together on `device`. A decode step reads every weight once for the
+    whole batch, so rows are nearly free up to ~16 on a CPU (per-row cost at 8 / 16 / 32 rows:
+    17 / 11 / 9 ms on 2 cores); a GPU holds far more."""
+    import torch
+
+    return GPU_EVAL_BATCH_SIZE if torch.device(device).type == "cuda" else CPU_EVAL_BATCH_SIZE
+
+
+def place_for_eval(model, device: str = "auto"):
+    """`model` on the evaluation device: a model on the CPU moves to the GPU when there is one;
+    a model already on an accelerator (a trainer's, perhaps sharded) stays where it is."""
+    target = eval_device(device)
+    current = next(model.parameters()).device
+    if current.type == "cpu" and target.type != "cpu":
+        model = model.to(target)
+    return model
+
+
+def load_for_eval(model_name: str, adapter: str | Path | None = None, dtype: str = "auto", device: str = "auto"):
+    """A model and tokenizer ready to evaluate, with a LoRA adapter applied when given, on the
+    evaluation device (`eval_device`)."""
     from phasegrpo.models import declare_end_of_turn, load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model_name)
@@ -249,7 +331,7 @@ def load_for_eval(model_name: str, adapter: str | Path | None = None, dtype: str
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
-    return model, tokenizer
+    return place_for_eval(model, device), tokenizer
 
 
 def _progress_bar(total: int, show: bool):
@@ -265,4 +347,7 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-__all__ = ["evaluate_rows", "summarize", "pass_at_k", "load_eval_rows", "format_table", "write_result", "load_for_eval", "METRICS"]
+__all__ = [
+    "evaluate_rows", "summarize", "pass_at_k", "load_eval_rows", "format_table", "write_result", "load_for_eval",
+    "eval_device", "default_batch_size", "place_for_eval", "METRICS",
+]

@@ -5,7 +5,8 @@ Plain `model.generate` spends most of a CPU decode step outside the model: it sa
 and keeps decoding rows that already finished. This loop samples exactly from the same
 distribution, softmax(logits / temperature) (optionally nucleus-filtered), by inverse-CDF
 sampling with one random number per row, stops each row at an end token or once
-its text closes `</answer>`, and stops the batch when every row is done. It also projects the
+its text closes `</answer>` (then ending it with the end-of-turn token: phasegrpo.stop_rule),
+and stops the batch when every row is done. It also projects the
 last hidden state onto the vocabulary as `W @ h.T` rather than `h @ W.T`: the same fp32
 product, which MKL computes about 4x faster for a 262k x 640 head and a handful of rows.
 """
@@ -39,7 +40,9 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator: t
     """
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    scaled = logits.float() / temperature
+    # The loop's logits are a transposed view (see `_NextTokenLogits`); every pass below runs ~1.5x
+    # faster on contiguous rows, and gives bit-identical draws.
+    scaled = logits.contiguous().float() / temperature
     weights = torch.exp(scaled - scaled.amax(dim=-1, keepdim=True)).double()
     order = None
     if top_p < 1.0:
@@ -108,10 +111,14 @@ def sample_completions(
     pad_token_id: int,
     tokenizer=None,
     stop_text: str | None = ANSWER_END,
+    stop_token_id: int | None = None,
     generator: torch.Generator | None = None,
 ) -> list[list[int]]:
     """Sample one completion per prompt; each ends at (and includes) its end token, or right
-    after `stop_text` appears in its decoded text, or at `max_new_tokens`."""
+    after `stop_text` appears in its decoded text, or at `max_new_tokens`.
+
+    A completion stopped at `stop_text` gets `stop_token_id` (the end of turn) appended, so it
+    reads as finished, not truncated; it may then be `max_new_tokens + 1` long."""
     device = next(model.parameters()).device
     input_ids, attention_mask = _left_pad(prompt_ids, pad_token_id)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
@@ -126,7 +133,7 @@ def sample_completions(
     next_token_logits = _NextTokenLogits(model)
     logits, cache = next_token_logits(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
     next_position = position_ids[:, -1:] + 1
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         next_tokens = _sample(logits, temperature, top_p, generator)
         next_tokens = torch.where(is_done, torch.full_like(next_tokens, pad_token_id), next_tokens)
         for row in (~is_done).nonzero().flatten().tolist():
@@ -137,8 +144,10 @@ def sample_completions(
                 # Every token decodes to at least one character, so this tail holds a fresh stop_text.
                 if stop_text in tokenizer.decode(completions[row][-len(stop_text):]):
                     now_done[row] = True
+                    if stop_token_id is not None:
+                        completions[row].append(stop_token_id)
         is_done |= now_done
-        if bool(is_done.all()):
+        if bool(is_done.all()) or step == max_new_tokens - 1:  # no forward for a token never sampled
             break
         attention_mask = torch.cat([attention_mask, (~is_done).long().unsqueeze(1)], dim=1)
         logits, cache = next_token_logits(

@@ -83,6 +83,7 @@ def generate(
     import torch
 
     from phasegrpo.generation import sample_completions
+    from phasegrpo.models import end_of_turn_id
 
     messages = prompt_messages(prompt, domain=domain, worked_example=worked_example)
     prompt_ids = list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
@@ -93,7 +94,8 @@ def generate(
     with torch.no_grad():
         (completion,) = sample_completions(
             model, [prompt_ids], max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-            end_token_ids=end_ids, pad_token_id=pad_id, tokenizer=tokenizer, generator=generator,
+            end_token_ids=end_ids, pad_token_id=pad_id, tokenizer=tokenizer, stop_token_id=end_of_turn_id(tokenizer),
+            generator=generator,
         )
     return tokenizer.decode(completion, skip_special_tokens=True)
 

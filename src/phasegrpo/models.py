@@ -122,11 +122,23 @@ def prepare_tokenizer(tokenizer) -> None:
         tokenizer.chat_template = BASE_MODEL_CHAT_TEMPLATE
 
 
+def end_of_turn_id(tokenizer) -> int:
+    """The token that ends the model's turn: `<end_of_turn>` where the vocabulary has it, else eos.
+    A completion stopped at `</answer>` ends with it (phasegrpo.stop_rule)."""
+    end_of_turn = _end_of_turn_token(tokenizer)
+    return end_of_turn if end_of_turn is not None else tokenizer.eos_token_id
+
+
+def _end_of_turn_token(tokenizer) -> int | None:
+    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    return end_of_turn if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id else None
+
+
 def declare_end_of_turn(model, tokenizer) -> None:
     """Make `<end_of_turn>` end a completion too (TRL stops at every id in generation_config's
     eos_token_id); base models like the embedded one only declare `<eos>`."""
-    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
-    if not isinstance(end_of_turn, int) or end_of_turn == tokenizer.unk_token_id:
+    end_of_turn = _end_of_turn_token(tokenizer)
+    if end_of_turn is None:
         return
     declared = model.generation_config.eos_token_id
     declared = [] if declared is None else [declared] if isinstance(declared, int) else list(declared)

@@ -51,6 +51,11 @@ def register_reward(name: str, function: RewardFunction | None = None):
     return register(function) if function is not None else register
 
 
+def registered_reward_names() -> list[str]:
+    """The names `register_reward` has made known, besides the reference rewards."""
+    return sorted(_REGISTERED_REWARDS)
+
+
 def _reference_scales() -> dict[str, float]:
     # Imported when needed: the domain registry loads datasets and torch, the router alone does not.
     from phasegrpo.domains import reference_scales
@@ -150,6 +155,8 @@ class RewardRouter:
         self.domain_scales = dict(_reference_scales() if domain_scales is None else domain_scales)
         self.schedule = schedule or ProgressSchedule()
         self._check_names()
+        # Adds (sum, count) per metric over the processes of a run; the trainer sets it under a launcher.
+        self.totals_across_processes: Callable[[dict], dict] = _this_process_only
         self.last_metrics: dict[str, float] = {}
         self.last_batch: ScoredBatch | None = None
         self.last_phase = 0
@@ -224,21 +231,17 @@ class RewardRouter:
         scores = self.score(completions, phase=phase, prompts=prompts, trainer_state=trainer_state, **kwargs)
         domains = _domains(kwargs, len(completions))
         totals = scores.totals
-        metrics: dict[str, float] = {metric_keys.PHASE: float(phase), **self.schedule.metrics()}
-        by_domain = _indices_by_domain(domains)
-        for name, raw in scores.raw.items():
-            contributions = scores.contributions[name]
-            metrics[metric_keys.reward(name, "raw")] = _mean(raw)
-            metrics[metric_keys.reward(name, "contribution")] = _mean(contributions)
-            for domain, indices in by_domain.items():
-                metrics[metric_keys.reward(name, "raw", domain)] = _mean([raw[index] for index in indices])
-                metrics[metric_keys.reward(name, "contribution", domain)] = _mean([contributions[index] for index in indices])
         is_exact = [float(is_exact_format(completion_text(completion))) for completion in completions]
-        metrics[metric_keys.EXACT_FORMAT_RATE] = _mean(is_exact)
-        for domain, indices in by_domain.items():
-            metrics[metric_keys.domain_stat(domain, "reward")] = _mean([totals[index] for index in indices])
-            metrics[metric_keys.domain_stat(domain, "count")] = float(len(indices))
-            metrics[metric_keys.domain_stat(domain, "exact_rate")] = _mean([is_exact[index] for index in indices])
+        # Means over every completion of the step, on all processes: sums and counts are added
+        # across ranks first (a mean of per-rank means would weigh a rank's 4 math completions
+        # like another's 8, and TRL averages what is logged over ranks).
+        sums = self.totals_across_processes(_sums_and_counts(scores, domains, is_exact))
+        metrics: dict[str, float] = {metric_keys.PHASE: float(phase), **self.schedule.metrics()}
+        for name, (total, count) in sums.items():
+            metrics[name] = total / count if count else 0.0
+            key = metric_keys.parse(name)
+            if key is not None and key.kind == "domain" and key.part == "reward":
+                metrics[metric_keys.domain_stat(key.domain, "count")] = count
         self.last_metrics, self.last_phase = metrics, phase
         self.last_batch = ScoredBatch(list(prompts or [None] * len(completions)), completions, domains, totals, phase)
         log_metric = kwargs.get("log_metric")  # TRL passes this; values land in its logged metrics
@@ -279,6 +282,32 @@ def _domains(columns: Mapping, count: int) -> list[str]:
     return [domain or "unknown" for domain in (columns.get("domain") or [None] * count)]
 
 
+def _sums_and_counts(scores: Scores, domains: Sequence[str], is_exact: Sequence[float]) -> dict[str, tuple[float, float]]:
+    """The (sum, count) behind every mean the router logs, for one process's batch."""
+    sums: dict[str, tuple[float, float]] = {}
+    by_domain = _indices_by_domain(domains)
+
+    def add(name: str, values: Sequence[float]) -> None:
+        sums[name] = (float(sum(values)), float(len(values)))
+
+    for name, raw in scores.raw.items():
+        contributions = scores.contributions[name]
+        add(metric_keys.reward(name, "raw"), raw)
+        add(metric_keys.reward(name, "contribution"), contributions)
+        for domain, indices in by_domain.items():
+            add(metric_keys.reward(name, "raw", domain), [raw[index] for index in indices])
+            add(metric_keys.reward(name, "contribution", domain), [contributions[index] for index in indices])
+    add(metric_keys.EXACT_FORMAT_RATE, is_exact)
+    for domain, indices in by_domain.items():
+        add(metric_keys.domain_stat(domain, "reward"), [scores.totals[index] for index in indices])
+        add(metric_keys.domain_stat(domain, "exact_rate"), [is_exact[index] for index in indices])
+    return sums
+
+
+def _this_process_only(sums: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    return dict(sums)
+
+
 def _indices_by_domain(domains: Sequence[str]) -> dict[str, list[int]]:
     indices: dict[str, list[int]] = defaultdict(list)
     for index, domain in enumerate(domains):
@@ -296,7 +325,3 @@ def _finite(value) -> float:
     except (TypeError, ValueError):
         return 0.0
     return value if math.isfinite(value) else 0.0
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0

@@ -53,6 +53,13 @@ DECIDED_BY_PHASEGRPO: dict[str, str] = {
 }
 
 
+# The values TRL 1.16 accepts for the GRPOConfig settings phasegrpo passes on by name
+# (`GRPOConfig.loss_type`'s help, `GRPOTrainer._compute_loss`; `vllm_mode`'s help). TRL itself
+# checks loss_type only at the first loss, minutes into a run; Config checks these on construction.
+LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+VLLM_MODES = ("colocate", "server")
+
+
 # Names users carry over from older transformers versions -> what to write now.
 RENAMED: dict[str, str] = {
     "warmup_ratio": "warmup_steps=<fraction> (transformers 5: a warmup_steps below 1 is a fraction of max_steps)",

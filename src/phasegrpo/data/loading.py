@@ -62,7 +62,14 @@ def load_domain(
         if split not in spec.splits:
             raise ValueError(f"{spec.path} has no split {split!r}. Available: {', '.join(spec.splits)}.")
         hub_split = spec.splits[split]
-        raw = [datasets.load_dataset(spec.path, spec.config, split=hub_split)]
+        try:
+            raw = [datasets.load_dataset(spec.path, spec.config, split=hub_split)]
+        except ConnectionError as error:  # offline, or no network, and not in the cache
+            raise RuntimeError(
+                f"{error}. The {domain} rows come from {spec.path} on the Hugging Face Hub: connect once to cache it, "
+                f"or read local files in its schema (--data-dir DIR with DIR/{spec.name}/*.jsonl), or use generated "
+                "data (--data-source synthetic)."
+            ) from error
         origin = f"{spec.path}" + (f" ({spec.config}, {spec.splits[split]})" if spec.config else f" ({spec.splits[split]})")
     return _normalize(raw, spec, origin, hub_split, limit)
 

@@ -51,6 +51,13 @@ class MixSchedule:
     def weights(self) -> dict[str, float]:
         raise NotImplementedError
 
+    @property
+    def drawn_domains(self) -> tuple[str, ...]:
+        """The domains this schedule can ever draw from: a weight 0 that never rises drops its domain.
+
+        By default the domains weighted now; a schedule whose zero weights can rise says so."""
+        return tuple(domain for domain, weight in self.weights().items() if weight > 0)
+
     def set_progress(self, fraction: float) -> None:
         """Training progress, global_step / max_steps, clipped to [0, 1]."""
         if not math.isfinite(fraction):
@@ -108,6 +115,11 @@ class LinearMix(MixSchedule):
         self.start = {domain: start.get(domain, 0.0) for domain in domains}
         self.end = {domain: end.get(domain, 0.0) for domain in domains}
         self.start_fraction, self.end_fraction = float(start_fraction), float(end_fraction)
+
+    @property
+    def drawn_domains(self) -> tuple[str, ...]:
+        # A domain that starts at 0 is drawn once the mix anneals towards it.
+        return tuple(domain for domain in self.start if self.start[domain] > 0 or self.end[domain] > 0)
 
     def weights(self) -> dict[str, float]:
         t = (self.progress - self.start_fraction) / (self.end_fraction - self.start_fraction)

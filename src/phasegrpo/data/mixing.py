@@ -117,7 +117,10 @@ class DomainMixSampler(Sampler[int]):
         for index, domain in enumerate(self.domains):
             rows_by_domain.setdefault(domain, []).append(index)
         known = domain_names()
-        weighted = [domain for domain in self.schedule.domains if domain in known]
+        # A domain the schedule never draws (weight 0 throughout) needs no rows; one with rows
+        # keeps its pool, so that the draws of a run with the same rows stay the same.
+        drawn = set(self.schedule.drawn_domains)
+        weighted = [d for d in self.schedule.domains if d in known and (d in drawn or d in rows_by_domain)]
         missing = [domain for domain in weighted if domain not in rows_by_domain]
         if missing:
             raise ValueError(

@@ -45,19 +45,74 @@ def sample_sections(data: RunData) -> list[tuple[str, list[tuple[str, list[dict]
     return sections
 
 
-def eval_table_rows(before: dict | None, after: dict | None) -> list[list[str]]:
-    """Header + one row per group: each metric as 'before → after' (or the one that exists)."""
+RATE_METRICS = ("accuracy", "exact_format_rate", "refusal_rate")
+"""The evaluation numbers that are rates: they get a 95 % Wilson interval and a noise check."""
+INTERVAL_NOTE = (
+    "[low, high]: 95 % Wilson score interval of the rate over the group's completions. A before → after "
+    "change is within noise when the two-sided pooled two-proportion z-test gives p >= 0.05 (conservative: "
+    "before and after are scored on the same rows)."
+)
+
+
+def eval_table_rows(before: dict | None, after: dict | None, *, with_intervals: bool = False) -> list[list[str]]:
+    """Header + one row per group: each metric as 'before → after' (or the one that exists);
+    `with_intervals` adds each rate's 95 % Wilson interval."""
     summaries = [result["summary"] for result in (before, after) if result]
     groups = list(dict.fromkeys(name for summary in summaries for name in summary))
     rows = [["group", "rows"] + [title for _, title in EVAL_METRICS]]
     for group in groups:
         cells = [group, str(next(((s.get(group) or {}).get("rows") for s in summaries if group in s), ""))]
         for metric, _ in EVAL_METRICS:
-            values = [number((s.get(group) or {}).get(metric)) for s in summaries]
-            digits = 1 if metric == "mean_completion_tokens" else 2
-            cells.append(" → ".join("–" if v is None else f"{v:.{digits}f}" for v in values))
+            shown = [_cell(s.get(group) or {}, metric, with_intervals) for s in summaries]
+            cells.append(" → ".join(shown))
         rows.append(cells)
     return rows
+
+
+def _cell(numbers: dict, metric: str, with_interval: bool) -> str:
+    from phasegrpo.intervals import format_interval, rate_interval
+
+    value = number(numbers.get(metric))
+    if value is None:
+        return "–"
+    text = f"{value:.{1 if metric == 'mean_completion_tokens' else 2}f}"
+    trials = _trials(numbers)
+    if with_interval and metric in RATE_METRICS and trials:
+        text += " " + format_interval(*rate_interval(value, trials))
+    return text
+
+
+def _trials(numbers: dict) -> int:
+    trials = number(numbers.get("completions")) or number(numbers.get("rows")) or 0
+    return int(trials)
+
+
+def noise_lines(before: dict | None, after: dict | None) -> list[str]:
+    """One plain sentence per group and rate: is the before → after change beyond noise?"""
+    from phasegrpo.intervals import difference_verdict
+
+    if not before or not after:
+        return []
+    lines = []
+    for group, numbers_after in after["summary"].items():
+        numbers_before = before["summary"].get(group)
+        if not isinstance(numbers_before, dict):
+            continue
+        verdicts = []
+        for metric, title in EVAL_METRICS:
+            rate_before, rate_after = number(numbers_before.get(metric)), number(numbers_after.get(metric))
+            trials_before, trials_after = _trials(numbers_before), _trials(numbers_after)
+            if metric not in RATE_METRICS or None in (rate_before, rate_after) or not trials_before or not trials_after:
+                continue
+            verdict, p_value = difference_verdict(rate_before, trials_before, rate_after, trials_after)
+            change = f"{rate_before:.2f} → {rate_after:.2f}"
+            if verdict == "within noise":
+                verdicts.append(f"{title.lower()} {change} is within noise (p = {p_value:.2f})")
+            else:
+                verdicts.append(f"{title.lower()} {change} is {verdict} beyond noise (p = {p_value:.3f})")
+        if verdicts:
+            lines.append(f"{group}: " + "; ".join(verdicts) + ".")
+    return lines
 
 
 def summary_facts(data: RunData) -> list[tuple[str, str]]:

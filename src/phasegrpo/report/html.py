@@ -6,11 +6,19 @@ import base64
 from html import escape
 from pathlib import Path
 
-from phasegrpo.report.content import clip, eval_table_rows, sample_meta, sample_sections, summary_facts
+from phasegrpo.report.content import (
+    INTERVAL_NOTE,
+    clip,
+    eval_table_rows,
+    noise_lines,
+    sample_meta,
+    sample_sections,
+    summary_facts,
+)
 from phasegrpo.report.plots import PLOTS
 from phasegrpo.report.reading import RunData
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em} td,th{border:1px solid #ddd;padding:.3em .6em;text-align:left}
@@ -29,7 +37,11 @@ def render_html(data: RunData, plots: dict[str, Path]) -> str:
                     + "".join(f"<li>{escape(note)}</li>" for note in data.notes) + "</ul></div>")
     if data.eval_before or data.eval_after:
         body.append("<h2>Held-out evaluation (before → after)</h2>")
-        body.append(_table(eval_table_rows(data.eval_before, data.eval_after)))
+        body.append(_table(eval_table_rows(data.eval_before, data.eval_after, with_intervals=True)))
+        body.append(f'<p class="meta">{escape(INTERVAL_NOTE)}</p>')
+        verdicts = noise_lines(data.eval_before, data.eval_after)
+        if verdicts:
+            body.append("<p><b>Is the change beyond noise?</b></p><ul>" + "".join(f"<li>{escape(line)}</li>" for line in verdicts) + "</ul>")
     body.append("<h2>Plots</h2>")
     for filename, path in plots.items():
         encoded = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -43,7 +55,7 @@ def render_html(data: RunData, plots: dict[str, Path]) -> str:
             body.extend(_sample(sample) for sample in items)
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phasegrpo.report.content import clip, eval_table_rows, sample_meta, sample_sections, summary_facts
+from phasegrpo.report.content import (
+    INTERVAL_NOTE,
+    clip,
+    eval_table_rows,
+    noise_lines,
+    sample_meta,
+    sample_sections,
+    summary_facts,
+)
 from phasegrpo.report.plots import PLOTS
 from phasegrpo.report.reading import RunData
 from phasegrpo.run_folder import REPORT_HTML
@@ -17,7 +25,11 @@ def render_markdown(data: RunData, plots: dict[str, Path]) -> str:
     if data.notes:
         lines += ["## Notes (missing or partial data)", ""] + [f"- {note}" for note in data.notes] + [""]
     if data.eval_before or data.eval_after:
-        lines += ["## Held-out evaluation (before → after)", "", _table(eval_table_rows(data.eval_before, data.eval_after)), ""]
+        table = _table(eval_table_rows(data.eval_before, data.eval_after, with_intervals=True))
+        lines += ["## Held-out evaluation (before → after)", "", table, "", INTERVAL_NOTE, ""]
+        verdicts = noise_lines(data.eval_before, data.eval_after)
+        if verdicts:
+            lines += ["**Is the change beyond noise?**", ""] + [f"- {line}" for line in verdicts] + [""]
     if plots:
         lines += ["## Plots", ""]
         for filename, path in plots.items():

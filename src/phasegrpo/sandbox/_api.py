@@ -25,7 +25,8 @@ class Verdict:
     `status`: "ok" (every test ran and was judged, whatever the result), "error" (the code raised
     before any test could run), "timeout" (the code, or at least one test, ran out of time),
     "crashed" (the process died, broke a limit, or printed too much). `tests` gives each test's
-    outcome: "passed", "failed", "error", "timeout" or "crashed". `isolation` is "namespaces",
+    outcome: "passed", "failed", "error", "timeout", "crashed" or "unsupported" (a test shape the
+    sandbox will not judge, such as an assert inside a loop). `isolation` is "namespaces",
     "partial" or "fallback" (see docs/sandbox.md).
     """
 
@@ -57,8 +58,8 @@ def run_programs(
     does not take the others' credit; `program_timeout_s` caps the whole program (default
     (1 + len(tests)) * timeout_s), after which its remaining tests time out. CPU time is capped too. `memory_mb` caps the
     address space, `file_size_mb` any file written, `output_limit_bytes` what it may print, and
-    `max_processes` the processes it may have at once (none where namespaces are unavailable or the
-    trainer runs as root: the kernel does not apply RLIMIT_NPROC to root, so seccomp denies fork instead).
+    `max_processes` the processes and threads it may have at once (as root, programs run as a mapped
+    non-root user so that the kernel applies it; where namespaces are unavailable, new processes are denied).
     """
     if program_timeout_s is not None and program_timeout_s <= 0:
         raise ValueError(f"program_timeout_s must be positive or None; got {program_timeout_s}.")

@@ -13,6 +13,7 @@ import signal
 import time
 
 import _judge
+import _judging
 import _protocol
 import _zygote
 
@@ -20,10 +21,16 @@ import _zygote
 class Attempt:
     """One runner's records and output; `phase` is "load" until the code has run."""
 
-    def __init__(self, zygote: _zygote.Zygote, runner: int, first_test: int, options: dict):
-        self.zygote, self.runner, self.current, self.phase = zygote, runner, first_test, "load"
+    def __init__(self, zygote: _zygote.Zygote, judge: _judging.Judge, runner: int, first_test: int, options: dict):
+        self.zygote, self.judge, self.runner, self.current, self.phase = zygote, judge, runner, first_test, "load"
         self.records = _protocol.RecordStream(zygote.records_r)
         self.output_bytes, self.output_limit = 0, options["output_limit_bytes"]
+        self.output_open = True  # until EOF: the runner's pipes are its own and end with it
+
+    def watched(self) -> list[int]:
+        """The descriptors worth waiting on: a pipe at EOF would wake select at once, forever."""
+        return [fd for fd, is_open in ((self.zygote.output_r, self.output_open),
+                                       (self.zygote.records_r, not self.records.at_end)) if is_open]
 
     def drain_output(self) -> bool:
         """False once the program printed more than allowed."""
@@ -33,29 +40,22 @@ class Attempt:
             except BlockingIOError:
                 return True
             if not chunk:
+                self.output_open = False
                 return True
             self.output_bytes += len(chunk)
             if self.output_bytes > self.output_limit:
                 return False
 
 
-def judge_test(plan: _judge.TestPlan, record: dict) -> tuple[str, str]:
-    """A test's outcome from the runner's record: the values are untrusted, the comparison is ours."""
+def judge_test(judge: _judging.Judge, plan: _judge.TestPlan, record: dict, budget_s: float) -> tuple[str, str]:
+    """A test's outcome from the runner's record: the values are untrusted, the judging is ours, and
+    its time comes out of the test's remaining budget."""
     if "error" in record:
         return "error", str(record["error"])[:300]
     asserts = record.get("asserts")
-    if type(asserts) is not list or len(asserts) != len(plan.judges):
+    if type(asserts) is not list or len(asserts) != plan.checks:
         return "crashed", "malformed test record"
-    for compiled, leaves in zip(plan.judges, asserts, strict=True):  # lengths checked above
-        try:
-            if type(leaves) is not list:
-                raise ValueError("malformed leaves")
-            values = [_judge.decode(leaf) for leaf in leaves]
-            if not _judge.judge(compiled, values):
-                return "failed", f"values: {values!r}"[:200]
-        except (ValueError, TypeError, ArithmeticError, RecursionError, MemoryError, AttributeError) as error:
-            return "failed", f"{type(error).__name__}: {error}"[:200]
-    return "passed", ""
+    return judge.judge(plan.judge_steps, asserts, budget_s)
 
 
 def follow(attempt: Attempt, plans, outcomes, timeout_s: float, program_deadline: float) -> tuple[str, str]:
@@ -77,14 +77,12 @@ def follow(attempt: Attempt, plans, outcomes, timeout_s: float, program_deadline
             stop()
             return "timeout", f"no answer within {timeout_s:g} s"
         wait_s = max(0.0, deadline - now) if runner_exit is None else 0.0
-        ready, _, _ = select.select([zygote.events_r, zygote.records_r, zygote.output_r], [], [], wait_s)
+        ready, _, _ = select.select([zygote.events_r, *attempt.watched()], [], [], wait_s)
         if zygote.output_r in ready and not attempt.drain_output():
             stop()
             return "crashed", f"printed more than {attempt.output_limit} bytes"
         if zygote.events_r in ready and runner_exit is None:
-            runner_exit = _protocol.read_message(zygote.events_r)
-            if runner_exit is None:
-                raise _zygote.ZygoteLost("the zygote died")
+            runner_exit = zygote.next_event(0.0)
         records = attempt.records.read()
         if records is None:
             stop()
@@ -104,7 +102,7 @@ def follow(attempt: Attempt, plans, outcomes, timeout_s: float, program_deadline
                 stop()
                 return "crashed", "malformed test record"
             if plans[index] is not None:
-                outcomes[index] = judge_test(plans[index], record)
+                outcomes[index] = judge_test(attempt.judge, plans[index], record, deadline - time.monotonic())
             attempt.current += 1
             deadline = min(time.monotonic() + timeout_s, program_deadline)
             if attempt.current == len(plans):

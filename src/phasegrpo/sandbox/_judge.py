@@ -1,16 +1,19 @@
 """Judging tests where the program cannot reach: the worker decides, the program only supplies values.
 
-A test such as `assert set(f(x)) == set([1, 2])` is split in the worker (trusted) into
+A test such as `assert abs(f(x) - 2.5) < 1e-9` is split in the worker (trusted) into
 
-* leaves: the smallest subexpressions that need the program (`f(x)`), sent to the sandboxed
-  child as source text, evaluated there and sent back as plain data (exact builtin types only);
-* a trusted remainder (`set(<leaf 0>) == set([1, 2])`), evaluated in the worker on the decoded
-  values with the real builtins.
+* leaves: the calls into the program (`f(x)`), sent to the sandboxed runner as source text,
+  evaluated there and sent back as plain data (exact builtin types only);
+* a trusted remainder (`abs(_leaf0 - 2.5) < 1e-9`), evaluated on the decoded values by the
+  worker's judge process (`_judging`) with the real builtins, under a time and memory limit.
 
-So the expected value never enters the child, an object whose `__eq__` always answers True (or
-a subclass of `int`/`list`/... doing so) cannot be serialized and fails, and rebinding builtins
-inside the child cannot change what `set`, `sorted`, `math.isclose`, `==` mean for the verdict.
-Names of builtins in tests always mean the real builtins, even if the program defines its own.
+Everything that does not need the program (expected values, `set(range(3))`, tolerances,
+arithmetic, indexing, method calls on returned values) is computed on the worker side, so no
+expected value enters the runner, an object whose `__eq__` always answers True (or a subclass of
+`int`/`list`/... doing so) cannot be serialized and fails, and rebinding or shadowing builtins
+inside the program cannot change what `set`, `range`, `sorted`, `==` mean for the verdict. A
+test shape whose judging would need the program's process (an assert inside a loop, a
+comprehension over the program's values) is refused as "unsupported".
 
 This module is imported by the worker script with `python -I -S`: standard library only.
 """
@@ -23,34 +26,49 @@ import collections
 import json
 import math
 
-# Builtins a test may apply to the program's values; the worker runs the real ones.
-_SAFE_CALLS = {
+# Builtins the worker side knows and runs for real (in the judge process), whatever the program binds.
+WORKER_BUILTINS = {
     name: getattr(builtins, name)
     for name in (
-        "abs", "all", "any", "bool", "complex", "dict", "float", "frozenset", "int", "len", "list",
-        "max", "min", "round", "set", "sorted", "str", "sum", "tuple",
+        "abs", "all", "any", "bin", "bool", "bytes", "chr", "complex", "dict", "divmod", "enumerate", "filter",
+        "float", "frozenset", "hash", "hex", "int", "isinstance", "len", "list", "map", "max", "min", "oct", "ord",
+        "pow", "range", "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "type", "zip",
+        "ArithmeticError", "Exception", "LookupError", "TypeError", "ValueError", "ZeroDivisionError",
     )
 }
-_SAFE_MATH = {name: getattr(math, name) for name in (
-    "ceil", "e", "fabs", "floor", "inf", "isclose", "isfinite", "isinf", "isnan", "nan", "pi", "sqrt",
-)}
-_MAX_POW_EXPONENT = 4096
+_WORKER_MODULES = {"math": math}
+# Methods and attributes of plain values (str, list, dict, ...) that the worker side may apply to a
+# returned value: `f(x).lower() == "a"` sends only `f(x)` to the program.
+_VALUE_ATTRIBUTES = frozenset(
+    name for kind in (str, bytes, list, tuple, dict, set, frozenset, int, float, complex)
+    for name in dir(kind) if not name.startswith("_")
+)
+_TRANSPARENT = (ast.BoolOp, ast.BinOp, ast.UnaryOp, ast.IfExp, ast.Subscript, ast.Slice, ast.List, ast.Tuple,
+                ast.Set, ast.Dict, ast.Starred, ast.JoinedStr, ast.FormattedValue)
 MAX_DEPTH = 64
 
 
-class TestPlan:
-    """One test: statements the child executes, and per assert the trusted expression + leaves."""
+class UnsupportedTest(ValueError):
+    """A test shape that cannot be judged without trusting the program's process."""
 
-    def __init__(self, steps: list, judges: list):
-        self.steps = steps  # [("exec", source) | ("assert", [leaf source, ...])], sent to the child
-        self.judges = judges  # one compiled trusted expression per assert, kept in the worker
+
+class TestPlan:
+    """One test: statements and leaves the runner executes, and the worker side's steps."""
+
+    def __init__(self, steps: list, judge_steps: list):
+        self.steps = steps  # [("exec", source) | ("assert", [leaf source, ...])], sent to the runner
+        self.judge_steps = judge_steps  # [("let", source) | ("check", source)], run by the judge process
+
+    @property
+    def checks(self) -> int:
+        return sum(kind == "check" for kind, _ in self.judge_steps)
 
 
 def shadowed_builtins(code: str) -> frozenset[str]:
     """Builtins the program redefines at top level (MBPP task 126 asks for a function named `sum`)."""
     try:
         module = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # a pathologically deep expression too
         return frozenset()
     names = set()
     for statement in module.body:
@@ -61,28 +79,67 @@ def shadowed_builtins(code: str) -> frozenset[str]:
         elif isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
             names.update(node.id for target in targets for node in ast.walk(target) if isinstance(node, ast.Name))
-    return frozenset(names & set(_SAFE_CALLS))
+    return frozenset(names & (set(WORKER_BUILTINS) | set(_WORKER_MODULES)))
+
+
+class _Scope:
+    """Which names the worker side computes itself, as the test's statements bind them in order."""
+
+    def __init__(self, shadowed: frozenset[str]):
+        self.shadowed, self.bound = shadowed, {}  # bound: name -> True (worker side) / False (program's)
+
+    def knows(self, name: str, expected_side: bool) -> bool:
+        if name in self.bound:
+            return self.bound[name]
+        if name in self.shadowed and not expected_side:
+            return False  # the program's own `sum` where the call under test stands
+        return name in WORKER_BUILTINS or name in _WORKER_MODULES
+
+    def needs_program(self, node: ast.AST, expected_side: bool) -> bool:
+        local = {target.id for target in ast.walk(node) if isinstance(target, ast.Name)
+                 and isinstance(target.ctx, ast.Store)}
+        local |= {argument.arg for argument in ast.walk(node) if isinstance(argument, ast.arg)}
+        return any(isinstance(name, ast.Name) and isinstance(name.ctx, ast.Load) and name.id not in local
+                   and not self.knows(name.id, expected_side) for name in ast.walk(node))
 
 
 def plan_test(source: str, shadowed: frozenset[str] = frozenset()) -> TestPlan:
-    """Split one test's source into child steps and worker-side judges; raises SyntaxError.
+    """Split one test's source into runner steps and worker-side steps; raises SyntaxError or UnsupportedTest.
 
     A builtin the program redefines (`shadowed`) means the program's function on the left of a
     comparison, where the call under test stands, and the real builtin on the right, where the
     expected value stands: `def set(*a): return 0` cannot make `set(f(x)) == set([1, 2])` pass.
     """
     module = ast.parse(source)
-    steps, judges = [], []
+    scope = _Scope(shadowed)
+    steps, judge_steps = [], []
     for statement in module.body:
         if isinstance(statement, ast.Assert):
             leaves: list[str] = []
-            trusted = _trusted(statement.test, leaves, shadowed)
-            expression = ast.fix_missing_locations(ast.Expression(trusted))
-            judges.append(compile(expression, "<test>", "eval"))
+            trusted = _split(statement.test, leaves, scope, expected_side=False)
+            judge_steps.append(("check", ast.unparse(trusted)))
             steps.append(("assert", leaves))
+            continue
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Assert):
+                raise UnsupportedTest(f"an assert inside a {type(statement).__name__.lower()} statement; "
+                                      "write each assert at the top level of the test")
+        steps.append(("exec", ast.unparse(statement)))  # the runner needs the names for its calls
+        targets = [node for node in ast.walk(statement) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)]
+        if isinstance(statement, ast.Assign) and all(isinstance(node, (ast.Name, ast.Tuple, ast.List, ast.Starred))
+                                                     for target in statement.targets for node in ast.walk(target)
+                                                     if isinstance(node, ast.expr) and not isinstance(node, ast.Load)) \
+                and not scope.needs_program(statement.value, expected_side=True):
+            judge_steps.append(("let", ast.unparse(statement)))  # an expected value: computed on our side too
+            scope.bound.update((node.id, True) for node in targets)
+        elif isinstance(statement, (ast.Import, ast.ImportFrom)):
+            for alias in statement.names:
+                name = (alias.asname or alias.name).split(".")[0]
+                scope.bound[name] = name in _WORKER_MODULES and (alias.asname or alias.name) == name \
+                    and isinstance(statement, ast.Import)
         else:
-            steps.append(("exec", ast.unparse(statement)))
-    return TestPlan(steps, judges)
+            scope.bound.update((node.id, False) for node in targets)
+    return TestPlan(steps, judge_steps)
 
 
 def _leaf(node: ast.expr, leaves: list[str]) -> ast.expr:
@@ -90,78 +147,47 @@ def _leaf(node: ast.expr, leaves: list[str]) -> ast.expr:
     return ast.Name(id=f"_leaf{len(leaves) - 1}", ctx=ast.Load())
 
 
-def _is_safe_callee(node: ast.expr, shadowed: frozenset[str] = frozenset()) -> bool:
-    if isinstance(node, ast.Name):
-        return node.id in _SAFE_CALLS and node.id not in shadowed
-    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "math" \
-        and node.attr in _SAFE_MATH
-
-
-def _is_literal(node: ast.expr, shadowed: frozenset[str] = frozenset()) -> bool:
-    """True if the worker can compute `node` alone, cheaply: literals and arithmetic on them."""
-    if isinstance(node, ast.Constant):
-        return True
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        return all(_is_literal(element, shadowed) for element in node.elts)
-    if isinstance(node, ast.Dict):
-        return all(key is not None and _is_literal(key, shadowed) for key in node.keys) and all(_is_literal(value, shadowed) for value in node.values)
-    if isinstance(node, ast.UnaryOp):
-        return _is_literal(node.operand, shadowed)
-    if isinstance(node, ast.BinOp):
-        if isinstance(node.op, ast.Pow):
-            exponent = node.right
-            if not (isinstance(exponent, ast.Constant) and type(exponent.value) is int
-                    and abs(exponent.value) <= _MAX_POW_EXPONENT):
-                return False
-        return isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)) \
-            and _is_literal(node.left, shadowed) and _is_literal(node.right, shadowed)
-    if isinstance(node, ast.Call):
-        return _is_safe_callee(node.func, shadowed) and all(_is_literal(arg, shadowed) for arg in node.args) \
-            and all(keyword.arg is not None and _is_literal(keyword.value, shadowed) for keyword in node.keywords)
-    if isinstance(node, ast.Attribute):
-        return _is_safe_callee(node)
-    return False
-
-
-def _trusted(node: ast.expr, leaves: list[str], shadowed: frozenset[str]) -> ast.expr:
-    """Rewrite `node` so that everything needing the program is a `_leafN` name."""
-    if _is_literal(node, shadowed):
+def _split(node: ast.AST, leaves: list[str], scope: _Scope, expected_side: bool):
+    """`node` with every call into the program replaced by a `_leafN` name; the rest stays ours."""
+    if not isinstance(node, ast.AST) or not scope.needs_program(node, expected_side):
         return node
-    if isinstance(node, (ast.List, ast.Tuple)) and not any(isinstance(e, ast.Starred) for e in node.elts):
-        return type(node)(elts=[_trusted(element, leaves, shadowed) for element in node.elts], ctx=ast.Load())
-    if isinstance(node, ast.Set) and not any(isinstance(e, ast.Starred) for e in node.elts):
-        return ast.Set(elts=[_trusted(element, leaves, shadowed) for element in node.elts])
-    if isinstance(node, ast.Dict) and all(key is not None for key in node.keys):
-        return ast.Dict(keys=[_trusted(key, leaves, shadowed) for key in node.keys],
-                        values=[_trusted(value, leaves, shadowed) for value in node.values])
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-        return ast.UnaryOp(op=node.op, operand=_trusted(node.operand, leaves, shadowed))
-    if isinstance(node, ast.BoolOp):
-        return ast.BoolOp(op=node.op, values=[_trusted(value, leaves, shadowed) for value in node.values])
     if isinstance(node, ast.Compare):  # expected values stand on the right: real builtins there
-        return ast.Compare(left=_trusted(node.left, leaves, shadowed), ops=node.ops,
-                           comparators=[_trusted(c, leaves, frozenset()) for c in node.comparators])
-    if isinstance(node, ast.Call) and _is_safe_callee(node.func, shadowed) \
-            and not any(isinstance(arg, ast.Starred) for arg in node.args) \
-            and all(keyword.arg is not None for keyword in node.keywords):
-        return ast.Call(func=node.func, args=[_trusted(arg, leaves, shadowed) for arg in node.args],
-                        keywords=[ast.keyword(arg=k.arg, value=_trusted(k.value, leaves, shadowed))
-                                  for k in node.keywords])
-    return _leaf(node, leaves)
+        return ast.Compare(left=_split(node.left, leaves, scope, expected_side), ops=node.ops,
+                           comparators=[_split(c, leaves, scope, True) for c in node.comparators])
+    if isinstance(node, ast.Call):
+        callee = node.func
+        ours = isinstance(callee, ast.Name) or (
+            isinstance(callee, ast.Attribute) and isinstance(callee.value, ast.Name)
+            and callee.value.id in _WORKER_MODULES and scope.knows(callee.value.id, expected_side))
+        method = isinstance(callee, ast.Attribute) and callee.attr in _VALUE_ATTRIBUTES and not ours
+        if ours and not scope.needs_program(callee, expected_side) or method:
+            func = ast.Attribute(value=_split(callee.value, leaves, scope, expected_side), attr=callee.attr,
+                                 ctx=ast.Load()) if method else callee
+            return ast.Call(func=func, args=[_split(arg, leaves, scope, expected_side) for arg in node.args],
+                            keywords=[ast.keyword(arg=k.arg, value=_split(k.value, leaves, scope, expected_side))
+                                      for k in node.keywords])
+        return _leaf(node, leaves)
+    if isinstance(node, ast.Name):
+        return _leaf(node, leaves)
+    if isinstance(node, ast.Attribute):
+        if node.attr in _VALUE_ATTRIBUTES:
+            return ast.Attribute(value=_split(node.value, leaves, scope, expected_side), attr=node.attr, ctx=ast.Load())
+        return _leaf(node, leaves)
+    if isinstance(node, _TRANSPARENT):
+        fields = {}
+        for name, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                value = [_split(item, leaves, scope, expected_side) for item in value]
+            elif isinstance(value, ast.expr):
+                value = _split(value, leaves, scope, expected_side)
+            fields[name] = value
+        return type(node)(**fields)
+    raise UnsupportedTest(f"the program's values inside a {type(node).__name__} cannot be judged outside the program")
 
 
-class _Math:
-    """The only `math` the trusted expressions see."""
-
-    def __init__(self):
-        self.__dict__.update(_SAFE_MATH)
-
-
-def judge(compiled, leaf_values: list) -> bool:
-    """Evaluate one trusted assert expression on decoded leaf values; any exception means False."""
-    namespace = {"__builtins__": {}, "math": _Math(), **_SAFE_CALLS}
-    namespace.update((f"_leaf{index}", value) for index, value in enumerate(leaf_values))
-    return bool(eval(compiled, namespace))  # noqa: S307 - only nodes admitted by _trusted
+def judge_builtins() -> dict:
+    """The only builtins the worker side's expressions see."""
+    return dict(WORKER_BUILTINS)
 
 
 # ---- plain-data codec: the child encodes (exact builtin types only), the worker decodes ----

@@ -11,14 +11,13 @@ import atexit
 import logging
 import os
 import select
-import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
 
-from phasegrpo.sandbox import _protocol
+from phasegrpo.sandbox import _cleanup, _protocol
 
 logger = logging.getLogger("phasegrpo.sandbox")
 
@@ -39,6 +38,7 @@ class _Worker:
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True,
         )
         self.job_index: int | None = None
+        self.job_id = 0  # the pool's number for the job it runs; its verdict must carry the same
         self.deadline = 0.0
         ready, _, _ = select.select([self.process.stdout], [], [], _START_TIMEOUT_S)
         self.report = self.receive() if ready else None
@@ -70,7 +70,7 @@ class _Worker:
         """The worker's folder on the host, left behind if the worker was killed."""
         folder = (self.report or {}).get("host_folder")
         if folder and os.path.basename(folder).startswith("phasegrpo-sandbox-"):
-            shutil.rmtree(folder, ignore_errors=True)
+            _cleanup.remove_tree(folder)  # never recursive: a program may have left a very deep tree
 
     def close_pipes(self) -> None:
         for pipe in (self.process.stdin, self.process.stdout):
@@ -91,6 +91,7 @@ class WorkerPool:
         self.owner_pid = os.getpid()
         self.lock = threading.Lock()
         self.isolation: dict | None = None
+        self.job_counter = 0
 
     def _spawn(self) -> _Worker:
         worker = _Worker(self.flags)
@@ -106,49 +107,86 @@ class WorkerPool:
 
     def run(self, jobs: list[dict], job_timeout_s: list[float]) -> list[dict]:
         with self.lock:
-            results: list[dict | None] = [None] * len(jobs)
-            attempts = [0] * len(jobs)
-            pending = deque(range(len(jobs)))
-            while len(self.workers) < min(self.size, len(jobs)):
-                self.workers.append(self._spawn())
-            idle = list(self.workers)
             busy: list[_Worker] = []
-            while pending or busy:
-                while pending and idle:
-                    worker, index = idle.pop(), pending.popleft()
-                    attempts[index] += 1
-                    worker.job_index, worker.deadline = index, time.monotonic() + job_timeout_s[index]
-                    try:
-                        worker.send(jobs[index])
-                    except OSError:
-                        pass  # noticed below as a dead worker
-                    busy.append(worker)
-                wait_s = max(0.0, min(worker.deadline for worker in busy) - time.monotonic())
-                ready, _, _ = select.select(busy, [], [], wait_s)
-                now = time.monotonic()
-                for worker in list(busy):
-                    if worker in ready:
-                        verdict = worker.receive()
-                    elif now >= worker.deadline:
+            try:
+                return self._run(jobs, job_timeout_s, busy)
+            except BaseException:
+                # A worker still busy would hand its verdict to the next call's job: end them all.
+                for worker in busy:
+                    self._discard(worker)
+                raise
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.kill()
+        if worker in self.workers:
+            self.workers.remove(worker)
+
+    def _replace(self, worker: _Worker) -> _Worker | None:
+        """A fresh worker in place of `worker`; None if none can start now (the batch goes on with fewer)."""
+        self._discard(worker)
+        try:
+            fresh = self._spawn()
+        except (WorkerError, OSError) as error:
+            logger.warning("Could not replace a sandbox worker (%s); continuing with %d.", error, len(self.workers))
+            return None
+        self.workers.append(fresh)
+        return fresh
+
+    def _run(self, jobs: list[dict], job_timeout_s: list[float], busy: list[_Worker]) -> list[dict]:
+        results: list[dict | None] = [None] * len(jobs)
+        attempts = [0] * len(jobs)
+        pending = deque(range(len(jobs)))
+        while len(self.workers) < min(self.size, len(jobs)):
+            try:
+                self.workers.append(self._spawn())
+            except (WorkerError, OSError):
+                if not self.workers:
+                    raise
+                break  # e.g. the machine is out of processes for now: go on with the workers we have
+        idle = list(self.workers)
+        while pending or busy:
+            if not idle and not busy:
+                raise WorkerError("No sandbox worker could be started; see the warnings above.")
+            while pending and idle:
+                worker, index = idle.pop(), pending.popleft()
+                attempts[index] += 1
+                self.job_counter += 1
+                worker.job_index, worker.job_id = index, self.job_counter
+                worker.deadline = time.monotonic() + job_timeout_s[index]
+                try:
+                    worker.send({**jobs[index], "job_id": worker.job_id})
+                except OSError:
+                    pass  # noticed below as a dead worker
+                busy.append(worker)
+            wait_s = max(0.0, min(worker.deadline for worker in busy) - time.monotonic())
+            ready, _, _ = select.select(busy, [], [], wait_s)
+            now = time.monotonic()
+            for worker in list(busy):
+                if worker in ready:
+                    verdict = worker.receive()
+                    if type(verdict) is dict and type(verdict.get("job_id")) is int \
+                            and verdict["job_id"] < worker.job_id:
+                        continue  # an answer to a job of an earlier, interrupted call: never this job's
+                    if type(verdict) is not dict or verdict.get("job_id") != worker.job_id:
                         verdict = None
+                elif now >= worker.deadline:
+                    verdict = None
+                else:
+                    continue
+                busy.remove(worker)
+                index = worker.job_index
+                if verdict is None:  # died or hung: replace it, retry its job once
+                    worker = self._replace(worker)
+                    if attempts[index] < _MAX_ATTEMPTS:
+                        pending.appendleft(index)
                     else:
-                        continue
-                    busy.remove(worker)
-                    index = worker.job_index
-                    if verdict is None:  # died or hung: replace it, retry its job once
-                        worker.kill()
-                        self.workers.remove(worker)
-                        worker = self._spawn()
-                        self.workers.append(worker)
-                        if attempts[index] < _MAX_ATTEMPTS:
-                            pending.appendleft(index)
-                        else:
-                            results[index] = {"passed": 0, "total": len(jobs[index]["tests"]), "status": "crashed",
-                                              "detail": "the sandbox worker died running this program", "tests": []}
-                    else:
-                        results[index] = verdict
+                        results[index] = {"passed": 0, "total": len(jobs[index]["tests"]), "status": "crashed",
+                                          "detail": "the sandbox worker died running this program", "tests": []}
+                else:
+                    results[index] = verdict
+                if worker is not None:
                     idle.append(worker)
-            return results
+        return results
 
     def close(self) -> None:
         if os.getpid() != self.owner_pid:

@@ -6,9 +6,13 @@ Every message is a frame: a 4-byte little-endian length, then that many bytes of
 * pool -> worker (worker's stdin): a job `{code, setup, tests, timeout_s, memory_mb, ...}`;
   EOF asks the worker to clean up and exit.
 * worker -> pool (worker's stdout): first the isolation report `{isolation, reason, host_folder,
-  seccomp, ...}`, then one verdict `{passed, total, status, detail, tests}` per job.
-* worker -> zygote (command pipe): `{first_test, cpu_s, workdir, memory_mb, file_size_mb,
-  max_processes}` asks for one runner.
+  seccomp, program_uid, ...}`, then one verdict `{passed, total, status, detail, tests, job_id}` per job.
+* worker -> zygote (a unix SOCK_SEQPACKET pair): `{first_test, cpu_s, workdir, memory_mb,
+  file_size_mb, max_processes, program_uid}` asks for one runner, unframed, one datagram each,
+  carrying the write ends of the runner's own records and output pipes (SCM_RIGHTS).
+* pool -> worker job and worker -> pool verdict both carry `job_id`: a verdict is only ever
+  credited to the job with the same number.
+* worker -> judge process (pipe): `{id, steps, values}`; judge -> worker: `[id, outcome, detail]`.
 * zygote -> worker (events pipe): `{pid}` once the runner is forked, `{exit: wait status}` once it ended.
 * worker -> runner: the program, unframed JSON `{setup, code, tests}` in `JOB_FILE` in its working
   folder; the runner reads and deletes it after it confined itself, so the zygote never sees it.
@@ -75,7 +79,7 @@ class RecordStream:
     """The runner's records, read as they come from a non-blocking pipe; the runner is untrusted."""
 
     def __init__(self, fd: int):
-        self.fd, self.buffer = fd, b""
+        self.fd, self.buffer, self.at_end = fd, b"", False
 
     def read(self) -> list | None:
         """Complete records read so far; None if the stream is malformed or too large."""
@@ -85,6 +89,7 @@ class RecordStream:
             except BlockingIOError:
                 break
             if not chunk:
+                self.at_end = True
                 break
             self.buffer += chunk
             if len(self.buffer) > MAX_RECORD_BYTES + HEADER.size:

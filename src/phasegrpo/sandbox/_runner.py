@@ -28,13 +28,12 @@ def _send(record: dict) -> None:
     _protocol.write_message(_protocol.RECORDS_FD, record)
 
 
-def run_program(command: dict, is_fallback: bool, run_as_nobody: bool, seccomp_filter: bytes | None) -> None:
+def run_program(command: dict, is_fallback: bool, seccomp_filter: bytes | None) -> None:
     """Confine this process, read the program, run setup + code, then the tests; never returns."""
     import builtins
 
     workdir = command["workdir"]
-    if is_fallback:
-        os.setsid()
+    os.setsid()  # killing or stopping its own process group then reaches no one else
     _isolation.set_limits(cpu_s=command["cpu_s"], memory_mb=command["memory_mb"],
                           file_size_mb=command["file_size_mb"],
                           max_processes=None if is_fallback else command["max_processes"])
@@ -42,7 +41,7 @@ def run_program(command: dict, is_fallback: bool, run_as_nobody: bool, seccomp_f
     os.environ.clear()
     os.environ.update({"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"})
     tempfile.tempdir = workdir
-    _isolation.drop_privileges(run_as_nobody)
+    _isolation.drop_privileges(command.get("program_uid"), drop_groups=is_fallback)
     if seccomp_filter is not None:
         _isolation.install_seccomp(seccomp_filter)
     with open(_protocol.JOB_FILE, "rb") as handle:

@@ -37,7 +37,7 @@ def start(force_fallback: bool, protocol_fds: tuple[int, int]) -> tuple[dict, _z
     read_only = ["/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/etc/ld.so.cache",
                  os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)]
     try:
-        _isolation.enter_user_namespace()
+        program_uid_mapped = _isolation.enter_user_namespace()
     except OSError as error:
         os.rmdir(new_root)
         return _fallback({"isolation": "fallback", "reason": f"user namespaces unavailable ({error})"}, protocol_fds)
@@ -51,7 +51,8 @@ def start(force_fallback: bool, protocol_fds: tuple[int, int]) -> tuple[dict, _z
     os.chdir("/")  # the pivot below moves the zygote's root and working folder along with ours
     zygote = _zygote.Zygote(False, pid_namespace_fd, protocol_fds)
     os.close(pid_namespace_fd)
-    report = {"isolation": "namespaces", "reason": "", "host_folder": new_root}
+    report = {"isolation": "namespaces", "reason": "", "host_folder": new_root,
+              "program_uid": _isolation.PROGRAM_UID if program_uid_mapped else None}
     host_tmp = os.open(os.path.dirname(new_root), os.O_RDONLY)  # still reachable after the pivot
     try:
         if "--no-private-root" in sys.argv:
@@ -65,8 +66,9 @@ def start(force_fallback: bool, protocol_fds: tuple[int, int]) -> tuple[dict, _z
         except OSError:
             pass
         # The host's files stay visible: program folders go to a folder of our own, as in fallback.
+        # Nor may programs become `nobody` there: it could not read an interpreter under /root.
         report.update(isolation="partial", reason=f"no private filesystem view ({error})",
-                      host_folder=tempfile.mkdtemp(prefix="phasegrpo-sandbox-"))
+                      host_folder=tempfile.mkdtemp(prefix="phasegrpo-sandbox-"), program_uid=None)
     finally:
         os.close(host_tmp)
     return report, zygote
@@ -95,6 +97,7 @@ def _can_become_nobody() -> bool:
 
 def _fallback(report: dict, protocol_fds: tuple[int, int]) -> tuple[dict, _zygote.Zygote]:
     report["run_as_nobody"] = os.getuid() == 0 and _can_become_nobody()
+    report["program_uid"] = _isolation.NOBODY if report["run_as_nobody"] else None
     if os.getuid() == 0 and not report["run_as_nobody"]:
         report["reason"] += "; programs run as this (root) user: nobody is not mapped here"
     if report["run_as_nobody"] and not _readable_by_others(os.__file__):
@@ -105,4 +108,4 @@ def _fallback(report: dict, protocol_fds: tuple[int, int]) -> tuple[dict, _zygot
     # Program folders live in one folder per worker, which the pool removes if the worker is killed.
     report["host_folder"] = tempfile.mkdtemp(prefix="phasegrpo-sandbox-")
     os.chmod(report["host_folder"], 0o711)
-    return report, _zygote.Zygote(True, None, protocol_fds, report["run_as_nobody"])
+    return report, _zygote.Zygote(True, None, protocol_fds)

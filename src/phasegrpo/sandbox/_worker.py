@@ -7,7 +7,7 @@ the standard library is in memory; pivot into a read-only root that holds only t
 Per program: the worker writes the program to a fresh folder and asks the zygote for a runner.
 The zygote forks it as PID 1 of a new PID namespace; the runner (`_runner`) drops every privilege,
 installs rlimits and seccomp, reads the program, runs it and the tests, and sends back plain-data
-values, which the worker judges (`_attempt`, `_judge`). The zygote never reads a program or a test,
+values, which the worker judges (`_attempt`, `_judge`, and the judge process `_judging`). The zygote never reads a program or a test,
 so no runner can find another program, or any expected value, in its memory. Killing the runner
 (PID 1 of its namespace) ends every process the program started.
 
@@ -28,31 +28,36 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _attempt  # noqa: E402
+import _cleanup  # noqa: E402
 import _isolation  # noqa: E402
 import _judge  # noqa: E402
+import _judging  # noqa: E402
 import _protocol  # noqa: E402
 import _startup  # noqa: E402
 import _zygote  # noqa: E402
 
-_plans: dict[tuple[str, frozenset], _judge.TestPlan | str] = {}
+_plans: dict[tuple[str, frozenset], _judge.TestPlan | tuple[str, str]] = {}
 
 
-def _plan(source: str, shadowed: frozenset[str]) -> _judge.TestPlan | str:
-    """The plan for a test, or why it does not parse; cached, since a group's samples share tests."""
+def _plan(source: str, shadowed: frozenset[str]) -> _judge.TestPlan | tuple[str, str]:
+    """The plan for a test, or its outcome when it cannot be judged; cached, since a group's samples share tests."""
     key = (source, shadowed)
     if key not in _plans:
         if len(_plans) > 4096:
             _plans.clear()
         try:
             _plans[key] = _judge.plan_test(source, shadowed)
-        except (SyntaxError, ValueError) as error:
-            _plans[key] = f"test does not parse: {error}"[:300]
+        except _judge.UnsupportedTest as error:
+            _plans[key] = ("unsupported", f"unsupported test: {error}"[:300])
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+            _plans[key] = ("error", f"test does not parse: {error}"[:300])
     return _plans[key]
 
 
 def _write_job_file(path: str, data: bytes) -> None:
-    """Write where an earlier attempt of the same program may have planted a symlink or folder."""
-    _remove_tree(path)
+    """Write where an earlier attempt of the same program may have planted a symlink or folder,
+    or renamed the folder away."""
+    _cleanup.remove_tree(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         _protocol.write_all(fd, data)
@@ -60,16 +65,16 @@ def _write_job_file(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def run_job(zygote: _zygote.Zygote, message: dict, workdir: str) -> dict:
+def run_job(zygote: _zygote.Zygote, judge: _judging.Judge, message: dict, workdir: str) -> dict:
     """Run one program's code and tests, restarting after each test that hangs or crashes; its verdict."""
     tests = message["tests"]
     plans, outcomes = [], [None] * len(tests)
     shadowed = _judge.shadowed_builtins(message["setup"]) | _judge.shadowed_builtins(message["code"])
     for index, source in enumerate(tests):
         plan = _plan(source, shadowed)
-        if isinstance(plan, str):
+        if isinstance(plan, tuple):
             plans.append(None)
-            outcomes[index] = ("error", plan)
+            outcomes[index] = plan
         else:
             plans.append(plan)
     timeout_s = message["timeout_s"]
@@ -84,10 +89,12 @@ def run_job(zygote: _zygote.Zygote, message: dict, workdir: str) -> dict:
         if time.monotonic() >= program_deadline:
             failure = ("timeout", f"the program used its whole budget of {program_budget_s:g} s")
             break
+        _prepare_folder(workdir, message.get("program_uid"))
         _write_job_file(os.path.join(workdir, _protocol.JOB_FILE), job_bytes)
         cpu_s = int(timeout_s * (len(tests) - first_test + 1)) + 1
-        runner = zygote.start_runner({"first_test": first_test, "cpu_s": cpu_s, "workdir": workdir, **limits})
-        attempt = _attempt.Attempt(zygote, runner, first_test, message)
+        runner = zygote.start_runner({"first_test": first_test, "cpu_s": cpu_s, "workdir": workdir,
+                                      "program_uid": message.get("program_uid"), **limits})
+        attempt = _attempt.Attempt(zygote, judge, runner, first_test, message)
         ended, reason = _attempt.follow(attempt, plans, outcomes, timeout_s, program_deadline)
         if ended == "done":
             break
@@ -111,31 +118,20 @@ def _verdict(outcomes: list[tuple[str, str]], failure) -> dict:
             "tests": names}
 
 
-def _remove_tree(path: str) -> None:
-    """Remove what a program left, even folders it made unwritable; never follows its symlinks."""
-    import shutil  # here, not at the top: every module loaded before the zygote forks makes forks dearer
+def _prepare_folder(folder: str, owner: int | None = None) -> None:
+    """`folder` as a fresh program expects it: a real folder, ours to write, whatever the last one did."""
+    if os.path.islink(folder) or (os.path.lexists(folder) and not os.path.isdir(folder)):
+        _cleanup.remove_tree(folder)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    if owner is not None:
+        os.chown(folder, owner, owner)
 
-    if not os.path.lexists(path):
-        return
-    if not os.path.isdir(path) or os.path.islink(path):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        return
 
-    def make_writable_and_retry(function, failed_path, _):
-        try:
-            for target in (os.path.dirname(failed_path), failed_path):
-                if not os.path.islink(target):  # chmod follows links: never onto the host's files
-                    os.chmod(target, 0o700)
-            function(failed_path)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=make_writable_and_retry)
-    if os.path.exists(path):
-        shutil.rmtree(path, ignore_errors=True)
+def _crashed(message: dict, error: BaseException) -> dict:
+    """The verdict when judging this program failed in the worker: it costs this verdict, nothing more."""
+    detail = f"the sandbox could not judge this program ({type(error).__name__})"
+    return {"passed": 0, "total": len(message.get("tests") or ()), "status": "crashed", "detail": detail,
+            "tests": ["crashed"] * len(message.get("tests") or ())}
 
 
 def main() -> None:
@@ -152,24 +148,30 @@ def main() -> None:
     _protocol.write_message(protocol_out, report)
     is_private_tmp = report["isolation"] == "namespaces"  # /tmp is then a tmpfs only this worker sees
     folder = "/tmp" if is_private_tmp else report["host_folder"]
+    folder_mode = os.stat(folder).st_mode & 0o7777
+    judge = _judging.Judge()
+    owner = report.get("program_uid")  # programs run as this user where it is not the worker's
     while True:
         message = _protocol.read_message(protocol_in)
         if message is None:
             if not is_private_tmp:
-                _remove_tree(report["host_folder"])
+                _cleanup.remove_tree(report["host_folder"])
             return
-        workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
-        if report.get("run_as_nobody"):
-            os.chown(workdir, _isolation.NOBODY, _isolation.NOBODY)
         try:
-            verdict = run_job(zygote, message, workdir)
+            os.chmod(folder, folder_mode)  # the last program may have changed it
+            workdir = tempfile.mkdtemp(prefix="run-", dir=folder)
+            message["program_uid"] = owner
+            verdict = run_job(zygote, judge, message, workdir)
         except _zygote.ZygoteLost:
             sys.exit(3)  # the pool replaces this worker and retries the program once
+        except Exception as error:  # noqa: BLE001 - a hostile program costs its own verdict, never the worker
+            zygote.abandon_runner()
+            judge.stop()
+            verdict = _crashed(message, error)
         finally:
-            _remove_tree(workdir)
-            if is_private_tmp:  # nothing survives for the next program
-                for entry in os.listdir(folder):
-                    _remove_tree(os.path.join(folder, entry))
+            zygote.close_pipes()
+            _cleanup.empty_folder(folder)  # nothing survives for the next program
+        verdict["job_id"] = message.get("job_id")
         _protocol.write_message(protocol_out, verdict)
 
 

@@ -11,8 +11,10 @@ import gc
 import os
 import select
 import signal
+import socket
 
 import _isolation
+import _judge
 import _protocol
 import _runner
 
@@ -44,24 +46,22 @@ class ZygoteLost(RuntimeError):
 class Zygote:
     """The worker's side of the zygote: commands in; runner pids and exit statuses, records, output out."""
 
-    def __init__(self, is_fallback: bool, pid_namespace_fd: int | None, protocol_fds: tuple[int, int],
-                 run_as_nobody: bool = False):
-        command_r, self.command_w = os.pipe()
+    def __init__(self, is_fallback: bool, pid_namespace_fd: int | None, protocol_fds: tuple[int, int]):
+        # Commands travel with the runner's fresh pipe ends (SCM_RIGHTS), one datagram each.
+        self.commands, zygote_commands = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.events_r, events_w = os.pipe()
-        self.records_r, records_w = os.pipe()
-        self.output_r, output_w = os.pipe()
+        self.records_r = self.output_r = -1  # the current runner's pipes, fresh per runner
+        self.runner_pid: int | None = None  # until its exit event is read
         self.pid = os.fork()
         if self.pid == 0:
             try:
-                for fd in (*protocol_fds, self.command_w, self.events_r, self.records_r, self.output_r):
+                for fd in (*protocol_fds, self.commands.fileno(), self.events_r):
                     os.close(fd)
-                _serve(command_r, events_w, records_w, output_w, is_fallback, pid_namespace_fd, run_as_nobody)
+                _serve(zygote_commands, events_w, is_fallback, pid_namespace_fd)
             finally:
                 os._exit(1)
-        for fd in (command_r, events_w, records_w, output_w):
-            os.close(fd)
-        for fd in (self.records_r, self.output_r):
-            os.set_blocking(fd, False)
+        zygote_commands.close()
+        os.close(events_w)
 
     def next_event(self, timeout_s: float) -> dict | None:
         """The zygote's next event (`{pid}` or `{exit}`), or None if none came within `timeout_s`."""
@@ -71,40 +71,70 @@ class Zygote:
         event = _protocol.read_message(self.events_r)
         if event is None:
             raise ZygoteLost("the zygote died")
+        if "exit" in event:
+            self.runner_pid = None
         return event
 
-    def start_runner(self, command: dict) -> int:
-        """Ask for a runner for `command`; returns its pid."""
+    def abandon_runner(self) -> None:
+        """Kill the current runner, if any, and take its exit event, so the next runner starts clean."""
+        if self.runner_pid is None:
+            return
+        try:
+            os.kill(self.runner_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while self.runner_pid is not None:
+            if self.next_event(5.0) is None:
+                raise ZygoteLost("the zygote did not report the runner's exit")
+
+    def close_pipes(self) -> None:
+        """Close the last runner's pipes: whatever it did to them (flags, sizes, content) ends with it."""
         for fd in (self.records_r, self.output_r):
-            _drain(fd)  # nothing of an earlier attempt may be read as this one's
-        _protocol.write_message(self.command_w, command)
+            if fd >= 0:
+                os.close(fd)
+        self.records_r = self.output_r = -1
+
+    def start_runner(self, command: dict) -> int:
+        """Ask for a runner for `command`, with pipes of its own for records and output; returns its pid."""
+        self.close_pipes()
+        self.records_r, records_w = os.pipe()
+        self.output_r, output_w = os.pipe()
+        for fd in (self.records_r, self.output_r):
+            os.set_blocking(fd, False)
+        try:
+            socket.send_fds(self.commands, [_judge.dumps(command)], [records_w, output_w])
+        except OSError as error:
+            raise ZygoteLost(f"the zygote stopped taking commands ({error})") from error
+        finally:
+            os.close(records_w)
+            os.close(output_w)
         event = self.next_event(10.0)
         if not event or "pid" not in event:
             raise ZygoteLost("the zygote did not start a runner")
+        self.runner_pid = event["pid"]
         return event["pid"]
 
 
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 1 << 16):
-            pass
-    except BlockingIOError:
-        pass
-
-
-def _serve(command_fd: int, events_fd: int, records_fd: int, output_fd: int, is_fallback: bool,
-           pid_namespace_fd: int | None, run_as_nobody: bool) -> None:
+def _serve(commands: socket.socket, events_fd: int, is_fallback: bool, pid_namespace_fd: int | None) -> None:
     """Fork one runner per command and report its pid and exit status; never reads a program."""
     _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    null = os.open(os.devnull, os.O_RDWR)
-    deny_processes = is_fallback or _IS_ROOT_OUTSIDE
-    seccomp_filter = _isolation.seccomp_filter(is_fallback, deny_processes) if _isolation.seccomp_available() else None
+    # Where RLIMIT_NPROC cannot bound them, new processes are denied (threads stay allowed):
+    # without namespaces, and for programs that would run as root outside.
+    filters = {deny: _isolation.seccomp_filter(is_fallback, deny) if _isolation.seccomp_available() else None
+               for deny in (False, True)}
     gc.freeze()  # runners then do not touch (and copy) every inherited object when they collect
     while True:
-        command = _protocol.read_message(command_fd)
-        if command is None:
+        try:
+            data, fds, _, _ = socket.recv_fds(commands, 1 << 16, 2)
+        except OSError:
             os._exit(0)
+        if not data:
+            os._exit(0)
+        command = _judge.loads(data)
+        if len(fds) != 2:
+            os._exit(1)
+        records_fd, output_fd = fds
         if pid_namespace_fd is not None:
             _isolation.setns(pid_namespace_fd, _isolation.CLONE_NEWPID)  # back to our own, then a new one
             # The runner will be PID 1 of a new PID namespace, with SysV IPC of its own.
@@ -114,14 +144,18 @@ def _serve(command_fd: int, events_fd: int, records_fd: int, output_fd: int, is_
             try:
                 _isolation.prctl(_isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
+                null = os.open(os.devnull, os.O_RDWR)  # its own: flags it sets end with it
                 os.dup2(null, 0)
                 os.dup2(output_fd, 1)
                 os.dup2(output_fd, 2)
                 os.dup2(records_fd, _protocol.RECORDS_FD)
                 os.closerange(_protocol.RECORDS_FD + 1, 1 << 16)
-                _runner.run_program(command, is_fallback, run_as_nobody, seccomp_filter)
+                as_root = _IS_ROOT_OUTSIDE and command.get("program_uid") is None
+                _runner.run_program(command, is_fallback, filters[is_fallback or as_root])
             finally:
                 os._exit(1)
+        os.close(records_fd)
+        os.close(output_fd)
         _protocol.write_message(events_fd, {"pid": runner})
         status = os.waitpid(runner, 0)[1]
         _protocol.write_message(events_fd, {"exit": status})

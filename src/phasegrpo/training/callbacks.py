@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -15,6 +17,7 @@ from phasegrpo.config import Config
 from phasegrpo.formats import completion_text
 from phasegrpo.messages import last_user_message
 from phasegrpo.router import RewardRouter
+from phasegrpo.training import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -167,19 +170,36 @@ class ProgressBar(TrainerCallback):
 
 
 class StopOnInterrupt(TrainerCallback):
-    """Turns Ctrl-C into 'save a checkpoint after this step and stop'; a second Ctrl-C aborts."""
+    """Turns Ctrl-C into 'save a checkpoint after this step and stop'; a second Ctrl-C aborts.
+
+    Under a launcher every rank stops after the same step: the flag is combined across processes
+    at each step's end (a rank that stopped alone would leave the others waiting in a collective).
+    A terminal's Ctrl-C reaches each rank twice, from the terminal and forwarded by torchrun's
+    agent, so a repeat within `REPEAT_WINDOW_S` under a launcher is the same Ctrl-C. The agent
+    kills the ranks TORCH_ELASTIC_SHUTDOWN_TIMEOUT seconds (default 30) after Ctrl-C.
+    """
+
+    REPEAT_WINDOW_S = 3.0
 
     def __init__(self):
-        self.is_interrupted = False
+        self.is_interrupted = False  # on every rank alike, from the step end on
+        self.has_received_signal = False  # on this process
+        self._received_at = 0.0
         self._previous_handler = None
 
     def install(self) -> None:
+        is_launched = "LOCAL_RANK" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ
+
         def handler(signum, frame):
-            if self.is_interrupted:  # second Ctrl-C: give up waiting for the step
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+            now = time.monotonic()
+            if self.has_received_signal:
+                if is_launched and now - self._received_at < self.REPEAT_WINDOW_S:
+                    return  # the launcher forwarding the same Ctrl-C
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # second Ctrl-C: give up waiting for the step
                 raise KeyboardInterrupt
-            self.is_interrupted = True
-            print("\nCtrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again to abort).", flush=True)
+            self.has_received_signal, self._received_at = True, now
+            if distributed.is_main_process():
+                print("\nCtrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again to abort).", flush=True)
 
         self._previous_handler = signal.signal(signal.SIGINT, handler)
 
@@ -188,7 +208,9 @@ class StopOnInterrupt(TrainerCallback):
             signal.signal(signal.SIGINT, self._previous_handler)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.is_interrupted:
+        # Every rank reaches here once per step: the combine is a collective on all of them.
+        if distributed.any_process(self.has_received_signal):
+            self.is_interrupted = True
             control.should_save = True
             control.should_training_stop = True
 

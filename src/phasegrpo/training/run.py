@@ -4,10 +4,10 @@
     result = train(preset("demo", max_steps=4))
     result = train(config, dataset=my_rows)       # your own datasets.Dataset of contract rows
 
-Checks the trackers of report_to are installed and the user's rows, prepares the run folder (or
-picks up a resumable one), builds the router, the model, the rows and the trainer, evaluates
-before and after when configured, and writes the adapter and the report. Every file is written
-so that a kill leaves it complete or absent (run_folder).
+Checks its input first (the user's rows; TRL's settings; training.preflight: trackers, Hub login,
+rewards, GPU, model, data), prepares the run folder (or picks up a resumable one), builds the
+router, the model, the rows and the trainer, evaluates before and after when configured, and
+writes the adapter and the report. Every file is written so that a kill leaves it complete or absent (run_folder).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from phasegrpo.data.prompts import add_worked_examples
 from phasegrpo.model_card import set_portable_base, write_model_card
 from phasegrpo.models import declare_end_of_turn, load_model, load_tokenizer
 from phasegrpo.router import RewardRouter
-from phasegrpo.trackers import check_trackers_installed, parse_report_to
+from phasegrpo.trackers import parse_report_to
+from phasegrpo.training import distributed
 from phasegrpo.training.callbacks import (
     ConfigToTrackers,
     MetricsFile,
@@ -39,6 +40,7 @@ from phasegrpo.training.callbacks import (
     SampleCompletions,
     StopOnInterrupt,
 )
+from phasegrpo.training.preflight import preflight
 from phasegrpo.training.setup import grpo_args, load_training_rows, lora_config, trained_domains, user_training_rows
 from phasegrpo.training.trainer import PhaseGRPOTrainer
 
@@ -84,22 +86,18 @@ def train(
     contract rows (CONTRACT.md), replaces the config's training data; pass it again on resume.
     The before/after evaluation still reads the config's held-out rows (data_source, data_dir).
     """
-    check_trackers_installed(config.report_to)
+    # Before anything is written, bad input fails with one message and the run folder untouched:
+    # the user's rows and TRL's settings (trl_args included), then what the run needs from this
+    # machine and the Hub (training.preflight).
+    distributed.check_backend_installed(config.trl_args)
     user_rows = user_training_rows(dataset, config) if dataset is not None else None
-    # First: TRL checks its settings (trl_args included) before the run folder or the model is touched.
     training_args = grpo_args(config, Path(config.output_dir))
-    if config.push_to_hub:
-        from phasegrpo.export import hub_token
-
-        hub_token()  # not logged in: fail now, not after training
-    run_dir = prepare_run_dir(config, resume, overwrite)
-    checkpoint, schedule, sampler_state = (None, None, None)
-    if resume:
-        _warn_about_changed_settings(config, run_dir)
-        checkpoint, schedule = resolve_resume(config, run_dir, allow_max_steps_change)
-        sampler_state = resume_sampler_state(checkpoint)
-        drop_rows_after_checkpoint(run_dir, checkpoint)
-    run_folder.write_json_atomic(run_dir / run_folder.CONFIG_FILE, config.to_dict())
+    preflight(config, reward_functions=reward_functions, model_given=model is not None, dataset_given=dataset is not None)
+    # Under a launcher only the main process touches the folder; the others get its answer (or error).
+    run_dir, checkpoint, schedule = distributed.run_on_main_process(
+        lambda: prepare_run(config, resume, overwrite, allow_max_steps_change)
+    )
+    sampler_state = resume_sampler_state(checkpoint) if resume else None
 
     router = RewardRouter.from_config(config, schedule=schedule, reward_functions=reward_functions)
     tokenizer = tokenizer or load_tokenizer(config.model)
@@ -148,27 +146,48 @@ def train(
     finally:
         interrupt.restore()
     adapter_dir = report = None
+    if not interrupt.is_interrupted:  # alike on every rank (StopOnInterrupt combines it)
+        # Every rank saves and evaluates: under ZeRO-3 or FSDP the weights are gathered, and the
+        # model generates, only collectively. The main process writes the files.
+        adapter_dir = save_adapter(trainer, run_dir)
+        if eval_rows is not None:
+            from trl.models import unwrap_model_for_generation
+
+            # ZeRO-3 gathers the weights here; under FSDP every rank generates the same rows in step.
+            with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as policy:
+                eval_after = _evaluate_into(run_dir / run_folder.EVAL_AFTER_FILE, "after training", policy, tokenizer, eval_rows, config, router)
     if trainer.args.should_save:
         if interrupt.is_interrupted:
             print(f"Stopped at step {trainer.state.global_step}; resume with: phasegrpo train --resume --output-dir {run_dir}", flush=True)
         else:
-            adapter_dir = save_adapter(trainer, run_dir)
-            if eval_rows is not None:
-                eval_after = _evaluate_into(run_dir / run_folder.EVAL_AFTER_FILE, "after training", trainer.model, tokenizer, eval_rows, config, router)
             write_model_card(adapter_dir, run_dir)  # after the eval: the card shows its table
         from phasegrpo.report import write_report
 
         report = write_report(run_dir)
         print(f"Report: {report.html}  (summary: {report.markdown})", flush=True)
-        if adapter_dir is not None and config.push_to_hub:
-            from phasegrpo.export import push_run
+    distributed.barrier()  # every rank returns once the run folder is complete
+    if trainer.args.should_save and adapter_dir is not None and config.push_to_hub:
+        from phasegrpo.export import push_run
 
-            print(f"Uploaded the adapter to {push_run(run_dir, config.push_to_hub)}", flush=True)
+        print(f"Uploaded the adapter to {push_run(run_dir, config.push_to_hub)}", flush=True)
     return RunResult(
         run_dir, trainer.state.global_step, interrupt.is_interrupted, adapter_dir,
         eval_before=eval_before, eval_after=eval_after, metrics_path=run_dir / run_folder.METRICS_FILE,
         report_html=report.html if report else None, report_markdown=report.markdown if report else None,
     )
+
+
+def prepare_run(config: Config, resume: bool, overwrite: bool, allow_max_steps_change: bool) -> tuple[Path, Path | None, Schedule | None]:
+    """The run folder made ready (main process only): emptied or picked up, the metrics of a resumed
+    run cut back to its checkpoint, config.json written; with the checkpoint and schedule to resume."""
+    run_dir = prepare_run_dir(config, resume, overwrite)
+    checkpoint, schedule = (None, None)
+    if resume:
+        _warn_about_changed_settings(config, run_dir)
+        checkpoint, schedule = resolve_resume(config, run_dir, allow_max_steps_change)
+        drop_rows_after_checkpoint(run_dir, checkpoint)
+    run_folder.write_json_atomic(run_dir / run_folder.CONFIG_FILE, config.to_dict())
+    return run_dir, checkpoint, schedule
 
 
 def prepare_run_dir(config: Config, resume: bool, overwrite: bool) -> Path:
@@ -258,17 +277,25 @@ def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Confi
     was_training = model.training
     result = evaluate_rows(model, tokenizer, rows, max_new_tokens=config.max_completion_length, router=router)
     model.train(was_training)
+    if not distributed.is_main_process():  # every rank evaluated the same rows alike; one writes
+        return result["summary"]
     run_folder.write_json_atomic(path, result)
     print(f"\nEval {label} ({len(rows)} held-out rows, greedy, {result['seconds']:.0f} s):\n{format_table(result['summary'])}", flush=True)
     return result["summary"]
 
 
 def save_adapter(trainer: PhaseGRPOTrainer, run_dir: Path) -> Path:
-    """The final LoRA adapter into run_dir/adapter, replacing any older one atomically."""
+    """The final LoRA adapter into run_dir/adapter, replacing any older one atomically.
+
+    Called on every process: `save_model` gathers ZeRO-3 / FSDP shards collectively and writes
+    on the main process only, which then moves the folder in place.
+    """
     target = run_dir / run_folder.ADAPTER_DIR
     staging = run_dir / f".{run_folder.ADAPTER_DIR}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
+    if trainer.args.should_save:
+        shutil.rmtree(staging, ignore_errors=True)
     trainer.save_model(str(staging))
-    set_portable_base(staging, trainer.config)  # not the cache path of this machine
-    run_folder.replace_dir_atomic(staging, target)
+    if trainer.args.should_save:
+        set_portable_base(staging, trainer.config)  # not the cache path of this machine
+        run_folder.replace_dir_atomic(staging, target)
     return target

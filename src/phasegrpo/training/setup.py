@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from trl import GRPOConfig
 
-from phasegrpo import run_folder
+from phasegrpo import run_folder, stop_rule
 from phasegrpo.config import Config
 from phasegrpo.data import COLUMNS, concat_domains, load_mixture
 from phasegrpo.data.prompts import add_worked_examples
@@ -20,14 +20,18 @@ logger = logging.getLogger(__name__)
 
 
 def trained_domains(config: Config) -> list[str]:
-    """The domains with a positive mixing weight, in the config's order."""
-    return [domain for domain, weight in config.domain_weights.items() if float(weight) > 0]
+    """The domains the mix draws from: a positive weight in domain_weights, in the config's order,
+    then (linear mix) the domains it anneals towards from a weight of 0."""
+    domains = [domain for domain, weight in config.domain_weights.items() if float(weight) > 0]
+    if config.mix_schedule == "linear":
+        domains += [domain for domain, weight in config.mix_end_weights.items() if float(weight) > 0 and domain not in domains]
+    return domains
 
 
 def load_training_rows(config: Config):
     """The training dataset and the domain of each of its rows (for the mix sampler)."""
     by_domain = load_mixture(
-        {domain: config.domain_weights[domain] for domain in trained_domains(config)},
+        trained_domains(config),
         source="synthetic" if config.data_source == "synthetic" else None,
         split="train",
         data_dir=config.data_dir or None,
@@ -92,12 +96,25 @@ def user_training_rows(dataset, config: Config):
 def grpo_args(config: Config, run_dir: Path) -> GRPOConfig:
     """TRL's GRPOConfig for a run of `config` into `run_dir`; `config.trl_args` applied last."""
     settings = {**grpo_settings(config, run_dir), **ADJUSTABLE_DEFAULTS, **config.trl_args}
+    settings["generation_kwargs"] = generation_kwargs(config)
     try:
         return GRPOConfig(**settings)
     except (TypeError, ValueError) as error:
         if not config.trl_args:
             raise
         raise ValueError(f"TRL's GRPOConfig refused the settings with trl_args {config.trl_args}: {error}") from error
+
+
+def generation_kwargs(config: Config) -> dict | str | None:
+    """GRPOConfig.generation_kwargs: the `</answer>` stop for vLLM (phasegrpo.stop_rule), with the
+    user's trl_args ones on top. transformers' `stop_strings` are not set here: `generate` needs
+    the tokenizer for them, which TRL does not pass, so PhaseGRPOTrainer adds them itself and
+    this GRPOConfig stays usable with a plain GRPOTrainer."""
+    own = stop_rule.generation_kwargs(use_vllm=True) if config.stop_at_answer_end and config.use_vllm else {}
+    users = config.trl_args.get("generation_kwargs")
+    if isinstance(users, str):  # GRPOConfig also takes them as a JSON string: the user's, as given
+        return users
+    return {**own, **(users or {})} or None
 
 
 def grpo_settings(config: Config, run_dir: Path) -> dict:

@@ -1,4 +1,5 @@
-"""PhaseGRPOTrainer: TRL's GRPOTrainer with sampling-time domain mixing, fast CPU rollouts,
+"""PhaseGRPOTrainer: TRL's GRPOTrainer with sampling-time domain mixing, fast CPU rollouts, the
+`</answer>` stop ending every completion with the end of turn (phasegrpo.stop_rule),
 per-domain KL coefficients, and the curriculum's schedule fed and checkpointed.
 
 It implements the hooks of `trl_compat.TRLSeams`; nothing here touches TRL's internals. The
@@ -9,6 +10,7 @@ generation step with the metrics TRL has just averaged across processes.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -18,8 +20,11 @@ from phasegrpo.config import Config
 from phasegrpo.data import DomainMixSampler, MixSchedule
 from phasegrpo.generation import sample_completions
 from phasegrpo.model_card import set_portable_base
+from phasegrpo.models import end_of_turn_id
+from phasegrpo.rollout_copy import ROLLOUT_DTYPES, RolloutCopy
 from phasegrpo.router import RewardRouter
-from phasegrpo.training import domain_kl
+from phasegrpo.stop_rule import STOP_TEXT, end_completions
+from phasegrpo.training import distributed, domain_kl
 from phasegrpo.training.trl_compat import TRLSeams
 
 logger = logging.getLogger(__name__)
@@ -38,7 +43,12 @@ class PhaseGRPOTrainer(TRLSeams):
         self.config = config
         self.mix_sampler: DomainMixSampler | None = None
         self.sampler_state = sampler_state  # a checkpoint's sampler, restored when the sampler is built
+        self.rollout_copy = RolloutCopy(ROLLOUT_DTYPES[config.rollout_dtype]) if config.rollout_dtype != "model" else None
         super().__init__(*args, **kwargs)
+        # The router's per-domain means are over every rank's completions (a no-op on one process).
+        self.router.totals_across_processes = distributed.sum_across_processes
+        if config.stop_at_answer_end:
+            self.stop_generate_at([STOP_TEXT])
 
     @property
     def kl_domains(self) -> tuple[str, ...]:
@@ -93,7 +103,7 @@ class PhaseGRPOTrainer(TRLSeams):
         )
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped_model:
             return sample_completions(
-                unwrapped_model,
+                self.rollout_copy.model_for(unwrapped_model) if self.rollout_copy is not None else unwrapped_model,
                 prompt_ids,
                 max_new_tokens=self.max_completion_length,
                 temperature=self.temperature,
@@ -101,8 +111,23 @@ class PhaseGRPOTrainer(TRLSeams):
                 end_token_ids=self.eos_token_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
                 tokenizer=self.tokenizer if self.config.stop_at_answer_end else None,
+                stop_token_id=end_of_turn_id(self.tokenizer),
                 generator=generator,
             )
+
+    def finish_rollouts(self, completion_ids, logprobs):
+        # TRL's generate / vLLM stop at `</answer>` without an end token (stop_rule): add it here.
+        if not self.config.stop_at_answer_end:
+            return completion_ids, logprobs
+        return end_completions(
+            completion_ids, logprobs, tokenizer=self.tokenizer, end_token_ids=self.eos_token_ids,
+            stop_token_id=end_of_turn_id(self.tokenizer),
+        )
+
+    def log_prob_precision(self):
+        if self.config.training_autocast == "bfloat16" and self.accelerator.device.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return nullcontext()
 
     # --- curriculum: the sampler and the schedule see every step ---------------------------------
     def after_scoring(self, inputs, output, step_metrics) -> None:
@@ -135,6 +160,7 @@ class PhaseGRPOTrainer(TRLSeams):
 
     # --- checkpoints -------------------------------------------------------------------------------
     def checkpoint_saved(self, folder: Path) -> None:
+        # TRLSeams calls this after every rank has written its part (RNG state, shards).
         self.router.schedule.save(folder)
         self.save_sampler_state(folder)
         set_portable_base(folder, self.config)  # the checkpoint's adapter names the base as the final one does

@@ -7,9 +7,9 @@ them into plain hooks that `PhaseGRPOTrainer` implements:
 | TRL 1.16 internal                            | hook / helper here                        | what for |
 | -------------------------------------------- | ----------------------------------------- | -------- |
 | `_get_train_sampler(dataset)`                | `build_train_sampler()`                    | domain mixing at sampling time |
-| `_generate_single_turn(...)`                 | `generate_rollouts(prompt_ids)`            | the fast CPU rollout loop |
+| `_generate_single_turn(...)`                 | `generate_rollouts(prompt_ids)`, `finish_rollouts(ids, logprobs)` | the fast CPU rollout loop; the `</answer>` stop on TRL's paths (`generate` gets the tokenizer its `stop_strings` need) |
 | `_generate_and_score_completions(inputs)`    | `before_scoring(inputs)`, `after_scoring(inputs, output, step_metrics)` | feed sampler and phase schedule; per-sample KL betas |
-| `_get_per_token_logps_and_entropies(...)`    | (`score_completion_positions_only`)        | skip the LM head on prompt and padding positions on CPU |
+| `_get_per_token_logps_and_entropies(...)`    | `log_prob_precision()`, (`score_completion_positions_only`) | e.g. bf16 autocast of the log-prob passes; skip the LM head on prompt and padding positions on CPU |
 | `_compute_loss(model, inputs)` + `self.beta` | `kl_betas(inputs)`, `kl_computed(...)`     | a KL coefficient per sample (per domain) |
 | `_save_checkpoint(model, trial)`             | `checkpoint_saved(folder)`                 | curriculum state + completeness marker |
 | `_metrics`, `_tokenizer`, `_get_output_dir`  | `record_metric`, `tokenizer`, `step_metrics` | logging and checkpoint paths |
@@ -22,7 +22,7 @@ pyproject pins TRL to the versions those tests cover. A TRL upgrade starts there
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -106,6 +106,20 @@ def score_completion_positions_only():
         trl_utils._use_triton = original
 
 
+@contextmanager
+def generate_with_tokenizer(model, tokenizer):
+    """Within the block, `generate` of `model` (unwrapped to the transformers model under a PEFT
+    wrapper, whose `generate` forwards there) is called with `tokenizer=tokenizer`."""
+    import functools
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    target.generate = functools.partial(type(target).generate, target, tokenizer=tokenizer)
+    try:
+        yield
+    finally:
+        del target.generate  # the class's method again
+
+
 class TRLSeams(GRPOTrainer):
     """GRPOTrainer whose private extension points call the public hooks below (TRL 1.16).
 
@@ -122,6 +136,11 @@ class TRLSeams(GRPOTrainer):
         """Completion token ids for text-only prompts, or None to let TRL generate."""
         return None
 
+    def finish_rollouts(self, completion_ids: list[list[int]], logprobs: list[list[float]] | None):
+        """The completions (and their sampling log-probs, or None) of any generation path, before
+        TRL scores them, counts the truncated ones and masks them; unchanged by default."""
+        return completion_ids, logprobs
+
     def before_scoring(self, inputs: list[dict]) -> None:
         """Called with a generation batch's rows before TRL generates and scores them."""
 
@@ -137,7 +156,23 @@ class TRLSeams(GRPOTrainer):
         """Called with the per-token KL of a micro-batch when `kl_betas` gave per-sample betas."""
 
     def checkpoint_saved(self, folder: Path) -> None:
-        """Called on the saving process after TRL has written `folder` completely."""
+        """Called on the saving process after every process has written its part of `folder`."""
+
+    # --- settings TRL builds in __init__ -----------------------------------------------------
+    def stop_generate_at(self, stop_strings: list[str]) -> None:
+        """Stop TRL's transformers `generate` path at `stop_strings` (TRL 1.16 builds its
+        `generation_config` in __init__; `_generate_single_turn` below lends `generate` the
+        tokenizer they need). No effect on the vLLM path: its stop is in generation_kwargs."""
+        # Continuous batching (`generate_batch`) takes no tokenizer: left to the cut in finish_rollouts.
+        if self.use_vllm or getattr(self, "use_transformers_continuous_batching", False) or getattr(self, "generation_config", None) is None:
+            return
+        self.generation_config.stop_strings = list(stop_strings)
+        self.generation_kwargs = {**(self.generation_kwargs or {}), "stop_strings": list(stop_strings)}
+
+    def log_prob_precision(self):
+        """A context manager around every log-prob pass (reference and policy; the backward follows
+        the forward's dtypes), e.g. a CPU bf16 autocast; TRL's own precision by default."""
+        return nullcontext()
 
     # --- read access to TRL's private attributes ---------------------------------------------
     @property
@@ -158,8 +193,23 @@ class TRLSeams(GRPOTrainer):
         if images is None and not multimodal_fields:
             completion_ids = self.generate_rollouts(prompt_ids)
             if completion_ids is not None:
-                return completion_ids, None  # no sampling log-probs: TRL recomputes them when needed
-        return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+                return self.finish_rollouts(completion_ids, None)  # no sampling log-probs: TRL recomputes them when needed
+        with self._tokenizer_for_stop_strings():
+            completion_ids, logprobs = super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        return self.finish_rollouts(completion_ids, logprobs)
+
+    @contextmanager
+    def _tokenizer_for_stop_strings(self):
+        """transformers' `generate` needs the tokenizer for `stop_strings`, and TRL 1.16's
+        `generate(**inputs, generation_config=...)` call passes none: lend it for this call."""
+        generation_config = getattr(self, "generation_config", None)  # TRL sets it on its transformers path only
+        if self.use_vllm or generation_config is None or not getattr(generation_config, "stop_strings", None):
+            yield
+            return
+        with generate_with_tokenizer(self.accelerator.unwrap_model(self.model_wrapped), self.tokenizer):
+            yield
 
     def _generate_and_score_completions(self, inputs):
         self.before_scoring(inputs)
@@ -171,7 +221,7 @@ class TRLSeams(GRPOTrainer):
         return output
 
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-        with score_completion_positions_only():
+        with score_completion_positions_only(), self.log_prob_precision():
             return super()._get_per_token_logps_and_entropies(*args, **kwargs)
 
     def _compute_loss(self, model, inputs):
@@ -190,6 +240,9 @@ class TRLSeams(GRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        # Every rank writes its own RNG state (and ZeRO/FSDP shards) into the folder: the saving
+        # process marks it complete only once all of them are done.
+        self.accelerator.wait_for_everyone()
         if self.args.should_save:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
