@@ -243,12 +243,16 @@ def draw_plots(data: RunData) -> dict[str, Path]:
             if data.records and builder is not None:
                 data.notes.append(f"{filename} not drawn: no '{caption.lower()}' values in {METRICS_FILE}.")
             continue
-        path = plots_dir / filename
-        temp = path.with_name(f".{path.stem}.tmp.png")
-        figure.savefig(temp, bbox_inches="tight")
-        temp.replace(path)
-        written[filename] = path
+        written[filename] = save_figure(figure, plots_dir / filename)
     return written
+
+
+def save_figure(figure, path: Path) -> Path:
+    """Write a PNG so that a kill leaves the old file or the new one, never half of one."""
+    temp = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(temp, bbox_inches="tight")
+    temp.replace(path)
+    return path
 
 
 def write_plots(run_dir: str | Path) -> list[Path]:

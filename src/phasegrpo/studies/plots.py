@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phasegrpo.report.plots import OTHER_COLOURS, PHASE_COLOURS
+from phasegrpo.report.plots import OTHER_COLOURS, PHASE_COLOURS, save_figure
 from phasegrpo.report.reading import EVAL_METRICS
 from phasegrpo.studies.summary import CURVE_METRICS
 
@@ -27,11 +27,7 @@ def write_study_plots(summary: dict, plots_dir: Path) -> dict[str, Path]:
     for filename, figure in figures.items():
         if figure is None:
             continue
-        path = plots_dir / filename
-        temp = path.with_name(f".{path.stem}.tmp.png")
-        figure.savefig(temp, bbox_inches="tight")
-        temp.replace(path)
-        written[filename] = path
+        written[filename] = save_figure(figure, plots_dir / filename)
     return written
 
 
