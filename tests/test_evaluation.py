@@ -176,3 +176,26 @@ def test_pass_at_k_estimator(n, correct, k, expected):
 
 def test_summary_of_no_samples_is_empty_overall():
     assert summarize([])["overall"]["rows"] == 0
+
+
+def test_bf16_decode_generates_from_a_merged_copy_and_leaves_the_model_alone(monkeypatch, tiny, rows):
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = tiny
+    policy = get_peft_model(tiny_model(tokenizer, seed=1), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    used = []
+    real = evaluation.sample_completions
+
+    def spy(model, prompt_ids, **kwargs):
+        used.append(model)
+        return real(model, prompt_ids, **kwargs)
+
+    monkeypatch.setattr(evaluation, "sample_completions", spy)
+    result = evaluate_rows(policy, tokenizer, rows, max_new_tokens=4, batch_size=8, decode_dtype="bfloat16")
+    (decoder,) = set(map(id, used))
+    assert decoder != id(policy) and not hasattr(used[0], "peft_config")  # a plain merged copy
+    assert next(used[0].parameters()).dtype == torch.bfloat16
+    assert next(policy.parameters()).dtype == torch.float32 and hasattr(policy, "peft_config")
+    assert result["settings"]["decode_dtype"] == "bfloat16" and len(result["samples"]) == len(rows)
+    with pytest.raises(ValueError, match="decode_dtype must be"):
+        evaluate_rows(policy, tokenizer, rows, max_new_tokens=4, decode_dtype="half")

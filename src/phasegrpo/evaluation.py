@@ -53,6 +53,7 @@ def evaluate_rows(
     seed: int = 0,
     show_progress: bool = False,
     device: str = "auto",
+    decode_dtype: str = "model",
 ) -> dict:
     """Completions for `rows` (a datasets.Dataset of contract rows), scored by `router` in its last
     phase (default: the reference `RewardRouter()`; pass a run's router to score as that run does).
@@ -63,6 +64,10 @@ def evaluate_rows(
 
     A model on the CPU moves to `device` (`auto`: the GPU when there is one, `eval_device`);
     `batch_size` None takes `default_batch_size` of the device it runs on.
+
+    `decode_dtype` 'bfloat16' (on the CPU only) generates from a copy of the model with any LoRA
+    adapter merged, in bf16 (`rollout_copy`): ~2x faster on CPUs with bf16 matrix units, greedy
+    choices equal to fp32's up to bf16 rounding. A run's eval uses its `rollout_dtype`.
     """
     import torch
 
@@ -82,6 +87,12 @@ def evaluate_rows(
         current = next(model.parameters()).device
         generation_device = eval_device(device) if current.type == "cpu" else current  # as place_for_eval decides
         model = place_for_eval(model, device)
+    if decode_dtype not in ("model", "bfloat16", "float32"):
+        raise ValueError(f"decode_dtype must be model, bfloat16 or float32, got {decode_dtype!r}.")
+    if decode_dtype != "model" and not is_vllm and generation_device.type == "cpu":
+        from phasegrpo.rollout_copy import ROLLOUT_DTYPES, build_merged_copy
+
+        model = build_merged_copy(model, ROLLOUT_DTYPES[decode_dtype])  # the caller's model is left as it is
     batch_size = default_batch_size(generation_device) if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -134,6 +145,7 @@ def evaluate_rows(
     settings = {
         "decoding": "sampling" if temperature > 0 else "greedy",
         "generation": "vllm" if is_vllm else generation_device.type,
+        "decode_dtype": decode_dtype,
         "batch_size": batch_size,
         "temperature": temperature,
         "top_p": top_p,

@@ -31,6 +31,7 @@ def evaluate_model(model, tokenizer, rows, plan: StudyPlan, router, label: str, 
     result = evaluate_rows(
         model, tokenizer, rows, max_new_tokens=plan.base.max_completion_length, batch_size=plan.eval_batch_size,
         router=router, show_progress=show_progress,
+        decode_dtype=plan.base.rollout_dtype,  # as the runs' own rollouts and evals
     )
     print(f"\nEval {label} ({len(rows)} held-out rows, greedy, {result['seconds']:.0f} s):\n{format_table(result['summary'])}", flush=True)
     return result

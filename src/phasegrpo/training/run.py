@@ -275,7 +275,9 @@ def _evaluate_into(path: Path, label: str, model, tokenizer, rows, config: Confi
     from phasegrpo.evaluation import evaluate_rows, format_table
 
     was_training = model.training
-    result = evaluate_rows(model, tokenizer, rows, max_new_tokens=config.max_completion_length, router=router)
+    result = evaluate_rows(
+        model, tokenizer, rows, max_new_tokens=config.max_completion_length, router=router, decode_dtype=config.rollout_dtype,
+    )
     model.train(was_training)
     if not distributed.is_main_process():  # every rank evaluated the same rows alike; one writes
         return result["summary"]
