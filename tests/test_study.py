@@ -64,8 +64,12 @@ def test_each_arm_changes_only_what_it_tests(tmp_path):
     no_scale = changed(curriculum, configs["no-scale", 42])
     assert set(no_scale) == {"domain_scales"} and set(no_scale["domain_scales"][1].values()) == {1.0}
     assert changed(curriculum, configs["metric", 42]) == {"phase_schedule": ("progress", "metric")}
+    weighted = arm_config(base, "phase-weights", 42, str(tmp_path / "runs" / "phase-weights-seed42"))
+    assert changed(curriculum, weighted) == {"reward_weights": (base.reward_weights, {
+        "completion_length_reward": [2.0, 1.0, 0.5], "check_answer": [0.0, 1.0, 3.0],
+        "match_format_exactly": [2.0, 1.0, 1.0], "penalize_length_and_rambling": [1.0, 1.0, 2.0]})}
     assert set(plan.differences["static"]) == {"phase_rewards", "reward_weights"} and plan.differences["curriculum"] == {}
-    with pytest.raises(ValueError, match="Unknown arm.*Available: curriculum, static, no-scale, metric"):
+    with pytest.raises(ValueError, match="Unknown arm.*Available: curriculum, static, no-scale, metric, phase-weights"):
         arm_config(base, "random", 1, "x")
 
 

@@ -5,6 +5,8 @@
   per-phase weight list keeps the value of the last phase that enabled the reward.
 - `no-scale`: the curriculum with every domain scale 1.0.
 - `metric`: the curriculum timed by the metric-driven schedule (`phase_schedule="metric"`).
+- `phase-weights`: the curriculum with the seed's per-phase intent as weights (`PHASE_WEIGHTS`):
+  strict format weighted high early, length pressure strong in the last phase.
 
 A new arm is one function here and one entry in `ARMS`.
 """
@@ -41,7 +43,18 @@ def metric(config: Config) -> Config:
     return override(config, phase_schedule="metric")
 
 
-ARMS = {"curriculum": curriculum, "static": static, "no-scale": no_scale, "metric": metric}
+PHASE_WEIGHTS = {"match_format_exactly": [2.0, 1.0, 1.0], "penalize_length_and_rambling": [1.0, 1.0, 2.0]}
+"""The seed's "strict format, high weight early" and "strong termination pressure" in the last phase,
+as per-phase weights (the candidate the `phase-weights` arm tests against uniform weights)."""
+
+
+def phase_weights(config: Config) -> Config:
+    if len(config.phase_rewards) != 3:
+        raise ValueError(f"The phase-weights arm gives three per-phase weights; this config has {len(config.phase_rewards)} phases.")
+    return override(config, reward_weights={**config.reward_weights, **PHASE_WEIGHTS})
+
+
+ARMS = {"curriculum": curriculum, "static": static, "no-scale": no_scale, "metric": metric, "phase-weights": phase_weights}
 """Arm name → the function that makes its Config from the base Config."""
 
 
