@@ -81,7 +81,8 @@ def test_rollout_dtype_needs_phasegrpos_rollouts():
         preset("demo", rollout_dtype="int8")
     with pytest.raises(ValueError, match="training_autocast must be none or bfloat16"):
         preset("demo", training_autocast="float16")
-    assert preset("demo").rollout_dtype == "model" and preset("demo").training_autocast == "none"
+    assert preset("seed").rollout_dtype == "model" and preset("seed").training_autocast == "none"  # exact on a GPU
+    assert preset("demo").rollout_dtype == "bfloat16" and preset("demo").training_autocast == "bfloat16"
 
 
 def completion_length_reward(completions, **kwargs):

@@ -261,10 +261,12 @@ DEMO_VALUES: dict[str, Any] = {
     "learning_rate": 1e-4,
     "max_completion_length": 96,
     "fast_cpu_generation": True,
+    "rollout_dtype": "bfloat16",
+    "training_autocast": "bfloat16",
     "save_steps": 2,
     "output_dir": "runs/demo",
     "eval_before_after": True,
-    "eval_rows_per_domain": 2,
+    "eval_rows_per_domain": 8,
 }
 
 
@@ -279,6 +281,9 @@ def demo() -> Config:
     4 steps is the fewest that visit every phase (steps start at 0, 1/4, 2/4 and 3/4 of training);
     96 new tokens hold a complete <reasoning>/<answer> reply; 2 prompts x 4 generations keep real
     groups. A higher learning rate than the reference so that 4 steps move the policy measurably.
+    Rollouts and evaluation decode with a merged bf16 copy and the log-prob passes run under bf16
+    autocast (README "Speed on a CPU": ~1.5x less CPU time per step); 8 held-out rows per domain
+    (32) before and after, so the report's intervals say something.
     """
     return Config(**DEMO_VALUES)
 
