@@ -1,15 +1,18 @@
 """A tiny seeded run of `phasegrpo.train` for the kill -9 resume tests, in this process or as a
-child process that a test kills with SIGKILL:
+child process that a test kills with SIGKILL, on one process or on each process of a launcher:
 
     python tests/kill_resume.py RUN_DIR MIX_SCHEDULE --pause-at-step 4
+    accelerate launch --num_processes 2 ... tests/kill_resume.py RUN_DIR MIX_SCHEDULE --rows-per-domain 2 --trl-generation [--resume]
 
-The child trains until the given step begins (its checkpoints and rows written so far), writes
-RUN_DIR.paused and waits there to be killed.
+With --pause-at-step the run trains until the given step begins (its checkpoints and rows written
+so far), writes RUN_DIR.paused and waits there to be killed. Under a launcher each rank first
+writes its process id into RUN_DIR.rank<R>.pid, so that a test can kill every rank.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,8 +24,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # tiny.py, when run as a script
 
 from tiny import tiny_model, tiny_tokenizer  # noqa: E402
 
+from phasegrpo import run_folder  # noqa: E402
 from phasegrpo.config import preset  # noqa: E402
 from phasegrpo.training import train  # noqa: E402
+
+WALL_CLOCK_FIELDS = ("step_time",)  # the only fields that may differ between two identical runs
 
 # 2 prompts per chunk, 1 row per domain: an epoch of the data is 2 chunks = 2 steps, so the
 # checkpoint at step 3 is one step into the second epoch; 2 micro-batches per step.
@@ -50,6 +56,17 @@ def run_config(run_dir: Path, mix: str, **overrides):
     return preset("demo", **values)
 
 
+def comparable_rows(run_dir: Path, name: str = run_folder.METRICS_FILE) -> list[dict]:
+    """The rows of a run-folder JSONL file without their wall-clock fields."""
+    rows, malformed = run_folder.read_jsonl(Path(run_dir) / name)
+    assert malformed == 0
+    for row in rows:
+        for field in WALL_CLOCK_FIELDS:
+            row.pop(field, None)
+            row.get("trl", {}).pop(field, None)
+    return rows
+
+
 def run(config, *, resume: bool = False, callbacks=()):
     torch.set_num_threads(1)  # the same arithmetic in the test process and in the child
     tokenizer = tiny_tokenizer()
@@ -75,12 +92,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("mix", choices=sorted(MIX_SETTINGS))
-    parser.add_argument("--pause-at-step", type=int, required=True)
+    parser.add_argument("--pause-at-step", type=int)
     parser.add_argument("--eval", action="store_true", help="evaluate before and after training")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--rows-per-domain", type=int, default=1)
+    parser.add_argument("--trl-generation", action="store_true",
+                        help="TRL's generate (each rank's torch RNG) instead of the step-seeded CPU rollouts")
     arguments = parser.parse_args()
-    config = run_config(arguments.run_dir, arguments.mix, eval_before_after=arguments.eval)
+    if "LOCAL_RANK" in os.environ:  # under a launcher
+        pid_file = arguments.run_dir.with_name(f"{arguments.run_dir.name}.rank{os.environ['RANK']}.pid")
+        run_folder.write_text_atomic(pid_file, str(os.getpid()))
+    config = run_config(arguments.run_dir, arguments.mix, eval_before_after=arguments.eval, rows_per_domain=arguments.rows_per_domain,
+                        fast_cpu_generation=not arguments.trl_generation)
     marker = arguments.run_dir.with_name(arguments.run_dir.name + ".paused")
-    run(config, callbacks=[PauseAtStep(arguments.pause_at_step, marker)])
+    pause = [PauseAtStep(arguments.pause_at_step, marker)] if arguments.pause_at_step is not None else []
+    run(config, resume=arguments.resume, callbacks=pause)
 
 
 if __name__ == "__main__":

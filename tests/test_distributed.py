@@ -76,6 +76,21 @@ def test_helpers_on_one_process_do_the_work_here():
     distributed.barrier()
 
 
+class NeedsAResponse(Exception):
+    """Like huggingface_hub's HTTP errors: a keyword its pickled arguments do not carry."""
+
+    def __init__(self, message, *, response):
+        super().__init__(message)
+        self.response = response
+
+
+def test_an_error_the_main_process_hands_on_keeps_its_message_even_when_it_cannot_be_pickled():
+    readable = FileExistsError("Run folder runs/demo already exists")
+    assert distributed.transferable_error(readable) is readable
+    handed_on = distributed.transferable_error(NeedsAResponse("503 from the Hub", response=object()))
+    assert isinstance(handed_on, RuntimeError) and str(handed_on) == "NeedsAResponse: 503 from the Hub"
+
+
 @pytest.mark.parametrize("environment, trl_args", [({"ACCELERATE_USE_DEEPSPEED": "true"}, {}), ({}, {"deepspeed": "ds.json"})])
 def test_deepspeed_without_the_package_is_refused_with_the_install_command(monkeypatch, environment, trl_args):
     monkeypatch.setattr(distributed, "_is_installed", lambda package: False)

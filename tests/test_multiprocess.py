@@ -10,41 +10,20 @@ the means over both ranks' completions, as one process would compute them.
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from launcher import PROCESSES, ROOT
+from launcher import launch as launch_script
 
 from phasegrpo import run_folder
 
-ROOT = Path(__file__).resolve().parent.parent
-PROCESSES = 2
 COMPLETIONS_PER_RANK = 2 * 4  # the demo preset: prompts_per_step 2, num_generations 4
 
 
-def free_port() -> int:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        return listener.getsockname()[1]
-
-
-def launch(run_dir: Path, log_dir: Path, *options: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate_configs" / "ddp.yaml"),
-        "--num_processes", str(PROCESSES), "--mixed_precision", "no", "--main_process_port", str(free_port()),
-        str(ROOT / "tests" / "multiprocess_train.py"), str(run_dir), str(log_dir), *options,
-    ]
-    environment = {
-        **os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-    }
-    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    return result
+def launch(run_dir: Path, log_dir: Path, *options: str):
+    return launch_script(ROOT / "tests" / "multiprocess_train.py", str(run_dir), str(log_dir), *options)
 
 
 @pytest.fixture(scope="module")

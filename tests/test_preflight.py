@@ -259,3 +259,28 @@ def test_loading_a_hub_dataset_offline_says_how_to_do_without_it(machine, monkey
     with pytest.raises(RuntimeError, match=r"OfflineModeIsEnabled\)\. The math rows come from openai/gsm8k .*"
                                            r"--data-dir DIR with DIR/gsm8k/\*\.jsonl.*--data-source synthetic"):
         load_domain("math")
+
+
+def test_under_a_launcher_the_main_process_alone_asks_the_hub_and_every_rank_exits_2(tmp_path):
+    """A real 2-process `accelerate launch` of the command, offline with empty caches: rank 0 makes
+    the Hub check, rank 1 waits for its answer, and both stop with its message and exit code 2."""
+    from launcher import PROCESSES, ROOT, launch
+
+    model_dir, run_dir, log_file = tmp_path / "model", tmp_path / "run", tmp_path / "ranks.jsonl"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    caches = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+              "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}
+    done = launch(
+        ROOT / "tests" / "multiprocess_preflight.py", str(log_file), "train", "--preset", "demo", "--model", str(model_dir),
+        "--data-source", "hub", "--domain-weights", "math=1", "--output-dir", str(run_dir),
+        check=False, HF_HUB_OFFLINE="1", **caches,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    records, _ = run_folder.read_jsonl(log_file)
+    assert [record for record in records if "repo" in record] == [{"rank": 0, "repo": "openai/gsm8k"}]
+    assert sorted((record["rank"], record["exit_code"]) for record in records if "exit_code" in record) == [(0, 2), (1, 2)]
+    message = "phasegrpo train: error: data_source 'hub' reads openai/gsm8k (math): not in the Hugging Face cache"
+    assert output.count(message) == PROCESSES, output[-6000:]
+    assert not run_dir.exists()

@@ -12,24 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from kill_resume import run, run_config
+from kill_resume import comparable_rows, run, run_config
 
 from phasegrpo import run_folder
 
 KILL_SCRIPT = Path(__file__).with_name("kill_resume.py")
-WALL_CLOCK_FIELDS = ("step_time",)  # the only fields that may differ between two identical runs
-
-
-def comparable_rows(run_dir: Path, name: str = run_folder.METRICS_FILE) -> list[dict]:
-    rows, malformed = run_folder.read_jsonl(run_dir / name)
-    assert malformed == 0
-    for row in rows:
-        for field in WALL_CLOCK_FIELDS:
-            row.pop(field, None)
-            row.get("trl", {}).pop(field, None)
-    return rows
-
-
 def kill_child_at_step(run_dir: Path, mix: str, step: int, *extra: str) -> None:
     """Start a run in a child process, wait until it begins `step`, and kill it with SIGKILL."""
     marker = run_dir.with_name(run_dir.name + ".paused")

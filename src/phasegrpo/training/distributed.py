@@ -3,8 +3,9 @@
 One process (no launcher) is the trivial case of every helper: nothing to wait for or combine.
 Under a launcher every rank runs `train()`; these helpers keep them in step:
 
-- run-folder work (exists check, --overwrite, config.json, metrics truncation) happens on the
-  main process only (`run_on_main_process`), and every rank gets its result or its error;
+- the preflight checks (Hub requests included) and the run-folder work (exists check,
+  --overwrite, config.json, metrics truncation) happen on the main process only
+  (`run_on_main_process`), and every rank gets its result or its error;
 - the per-domain metrics are sums and counts added across ranks (`sum_across_processes`), so a
   mean is over completions, not over ranks;
 - the Ctrl-C flag is combined (`any_process`), so every rank stops after the same step;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -66,16 +68,29 @@ def run_on_main_process(function: Callable[[], Result]) -> Result:
     if not is_distributed():
         return function()
     outcome: list = [None]
+    own_error = None
     if is_main_process():
         try:
             outcome[0] = ("result", function())
         except Exception as error:  # handed to every rank below, then raised everywhere
-            outcome[0] = ("error", error)
+            own_error = error
+            outcome[0] = ("error", transferable_error(error))
     torch_distributed.broadcast_object_list(outcome, src=0)
     kind, value = outcome[0]
     if kind == "error":
-        raise value
+        raise own_error or value  # the main process raises the original, traceback and all
     return value
+
+
+def transferable_error(error: Exception) -> Exception:
+    """`error` if it survives pickling (what a broadcast does to it), else a RuntimeError with its
+    type and message: an exception whose own arguments do not rebuild it (e.g. a required keyword)
+    would fail on the receiving ranks, and they would raise that failure instead of the message."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
 
 
 def any_process(flag: bool) -> bool:

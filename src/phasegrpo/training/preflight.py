@@ -11,7 +11,8 @@ with one message naming the field and the fix, and the run folder is neither cre
     data_source 'hub': each reference dataset reachable or in the cache
 
 The Hub checks never download anything: one small access request per repository, or when the Hub
-cannot be reached (HF_HUB_OFFLINE set, or no network) a look into the local caches.
+cannot be reached (HF_HUB_OFFLINE set, or no network) a look into the local caches. Under a
+launcher `train()` runs them on the main process only; every other rank waits and raises its error.
 """
 
 from __future__ import annotations

@@ -92,7 +92,11 @@ def train(
     distributed.check_backend_installed(config.trl_args)
     user_rows = user_training_rows(dataset, config) if dataset is not None else None
     training_args = grpo_args(config, Path(config.output_dir))
-    preflight(config, reward_functions=reward_functions, model_given=model is not None, dataset_given=dataset is not None)
+    # Asked once, on the main process: N ranks would each send the same Hub requests, and could
+    # get different answers (one timed out) and part ways. Every rank raises its error, if any.
+    distributed.run_on_main_process(lambda: preflight(
+        config, reward_functions=reward_functions, model_given=model is not None, dataset_given=dataset is not None,
+    ))
     # Under a launcher only the main process touches the folder; the others get its answer (or error).
     run_dir, checkpoint, schedule = distributed.run_on_main_process(
         lambda: prepare_run(config, resume, overwrite, allow_max_steps_change)
