@@ -6,8 +6,8 @@ own child process (so its peak memory is its own), one after the other:
 
   trl          what a user writes by hand: TRL's GRPOTrainer, its own generation, short prompts,
                two simple rewards
-  phasegrpo    the demo settings through phasegrpo.train (fast CPU rollouts, stop at </answer>)
-  fast         ... with the speed options: rollout_dtype bfloat16, training_autocast bfloat16
+  phasegrpo    the demo settings through phasegrpo.train (fast CPU rollouts, stop at </answer>), fp32
+  fast         ... with the speed options the demo preset uses: rollout_dtype bfloat16, training_autocast bfloat16
   fast-nostop  ... and stop_at_answer_end off: it decodes as many tokens as TRL, so its ratio
                is the speed per token, without the gain of stopping early
 
@@ -34,10 +34,10 @@ from pathlib import Path
 
 VARIANTS = {
     "trl": None,
-    "phasegrpo": {},
+    "phasegrpo": {"rollout_dtype": "model", "training_autocast": "none"},
     "fast": {"rollout_dtype": "bfloat16", "training_autocast": "bfloat16"},
     "fast-nostop": {"rollout_dtype": "bfloat16", "training_autocast": "bfloat16", "stop_at_answer_end": False},
-    "phasegrpo-nostop": {"stop_at_answer_end": False},
+    "phasegrpo-nostop": {"rollout_dtype": "model", "training_autocast": "none", "stop_at_answer_end": False},
 }
 PROMPTS_PER_STEP, GROUP_SIZE, BETA = 2, 4, 0.08
 # Breakdown rows, in the order they happen within a step.

@@ -83,6 +83,7 @@ def test_rollout_dtype_needs_phasegrpos_rollouts():
         preset("demo", training_autocast="float16")
     assert preset("seed").rollout_dtype == "model" and preset("seed").training_autocast == "none"  # exact on a GPU
     assert preset("demo").rollout_dtype == "bfloat16" and preset("demo").training_autocast == "bfloat16"
+    assert preset("demo", fast_cpu_generation=False).rollout_dtype == "model"  # the bf16 copy goes with the loop it belongs to
 
 
 def completion_length_reward(completions, **kwargs):

@@ -307,6 +307,8 @@ def preset(name: str, **overrides: Any) -> Config:
     """The named preset with `overrides` applied (field names as in `Config`)."""
     if name not in PRESETS:
         raise ValueError(f"Unknown preset {name!r}. Available: {', '.join(sorted(PRESETS))}.")
+    if overrides.get("fast_cpu_generation") is False and "rollout_dtype" not in overrides:
+        overrides["rollout_dtype"] = "model"  # the preset's bf16 rollout copy belongs to the loop being turned off
     return override(PRESETS[name](), **overrides)
 
 
