@@ -43,12 +43,17 @@ def test_the_copy_gives_the_policys_logits_with_its_adapter(tiny, dtype, toleran
     assert all(parameter.dtype == dtype for parameter in copy.parameters())
 
 
-def test_the_copy_follows_every_optimizer_step(tiny):
+@pytest.mark.parametrize("make_optimizer", [
+    lambda parameters: torch.optim.SGD(parameters, lr=1.0),
+    # transformers' default optimizer: updates the weights without bumping their version counters
+    lambda parameters: torch.optim.AdamW(parameters, lr=0.1, fused=True),
+], ids=["sgd", "adamw-fused"])
+def test_the_copy_follows_every_optimizer_step(tiny, make_optimizer):
     policy = lora_policy(tiny)
     rollout_copy = RolloutCopy(torch.float32)
     first = rollout_copy.model_for(policy)
     stale = logits(first, INPUT_IDS)
-    optimizer = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=1.0)
+    optimizer = make_optimizer([p for p in policy.parameters() if p.requires_grad])
     policy(input_ids=INPUT_IDS).logits.logsumexp(-1).sum().backward()
     optimizer.step()
     current = rollout_copy.model_for(policy)
