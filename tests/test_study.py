@@ -49,10 +49,10 @@ def load_tiny(config):
 
 def test_each_arm_changes_only_what_it_tests(tmp_path):
     base = tiny_base(reward_weights={"completion_length_reward": [2.0, 1.0, 0.5], "check_answer": [0.0, 1.0, 3.0]})
-    plan = make_plan(base, arms=["curriculum", "static", "no-scale", "metric"], seeds=2, study_dir=tmp_path,
+    plan = make_plan(base, arms=["curriculum", "static", "no-scale", "metric", "phase-weights"], seeds=2, study_dir=tmp_path,
                      eval_rows_per_domain=2, eval_seed=0, eval_batch_size=4)
     configs = {(run.arm, run.seed): run.config for run in plan.runs}
-    assert sorted(configs) == [(arm, seed) for arm in ("curriculum", "metric", "no-scale", "static") for seed in (42, 43)]
+    assert sorted(configs) == [(arm, seed) for arm in ("curriculum", "metric", "no-scale", "phase-weights", "static") for seed in (42, 43)]
     curriculum = configs["curriculum", 42]
     assert curriculum.phase_rewards == base.phase_rewards and curriculum.eval_before_after is False
     assert set(changed(curriculum, configs["curriculum", 43])) == {"seed"}
@@ -64,8 +64,7 @@ def test_each_arm_changes_only_what_it_tests(tmp_path):
     no_scale = changed(curriculum, configs["no-scale", 42])
     assert set(no_scale) == {"domain_scales"} and set(no_scale["domain_scales"][1].values()) == {1.0}
     assert changed(curriculum, configs["metric", 42]) == {"phase_schedule": ("progress", "metric")}
-    weighted = arm_config(base, "phase-weights", 42, str(tmp_path / "runs" / "phase-weights-seed42"))
-    assert changed(curriculum, weighted) == {"reward_weights": (base.reward_weights, {
+    assert changed(curriculum, configs["phase-weights", 42]) == {"reward_weights": (base.reward_weights, {
         "completion_length_reward": [2.0, 1.0, 0.5], "check_answer": [0.0, 1.0, 3.0],
         "match_format_exactly": [2.0, 1.0, 1.0], "penalize_length_and_rambling": [1.0, 1.0, 2.0]})}
     assert set(plan.differences["static"]) == {"phase_rewards", "reward_weights"} and plan.differences["curriculum"] == {}
