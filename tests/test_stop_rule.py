@@ -169,3 +169,51 @@ def test_trl_generate_gets_the_tokenizer_only_for_the_call(tiny):
     assert "generate" not in vars(model.get_base_model())
     with pytest.raises(ValueError, match="tokenizer"):
         model.generate(input_ids=prompt, max_new_tokens=12, do_sample=False, stop_strings=[ANSWER_CLOSE])
+
+
+def test_the_forced_end_of_turn_carries_no_loss_and_nothing_else_changes():
+    from tiny import tiny_tokenizer
+
+    from phasegrpo.stop_rule import without_forced_end_tokens
+
+    tokenizer = tiny_tokenizer()
+    end_of_turn, eos, pad = (tokenizer.convert_tokens_to_ids(t) for t in ("<end_of_turn>", "<eos>", "<pad>"))
+    rows = [
+        ids_of(tokenizer, "ok</answer>") + [end_of_turn],  # stopped by the rule: the end token is forced
+        ids_of(tokenizer, "hi") + [end_of_turn],  # the model ended its turn itself
+        ids_of(tokenizer, "ok</answer>") + [eos],  # another end token after the answer: sampled
+        ids_of(tokenizer, "<answer>4"),  # ran out of tokens
+    ]
+    width = max(len(ids) for ids in rows)
+    completion_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in rows])
+    completion_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in rows])
+    scored = without_forced_end_tokens(completion_ids, completion_mask, tokenizer=tokenizer, stop_token_id=end_of_turn)
+    expected = completion_mask.clone()
+    expected[0, len(rows[0]) - 1] = 0
+    assert torch.equal(scored, expected)
+    assert torch.equal(completion_mask[0], torch.tensor([1] * len(rows[0]) + [0] * (width - len(rows[0]))))  # input untouched
+
+
+@pytest.mark.parametrize("fast_cpu_generation", [True, False], ids=["cpu-loop", "trl-transformers-generate"])
+def test_a_training_step_scores_every_sampled_token_but_not_the_forced_end(tmp_path, tiny, fast_cpu_generation, monkeypatch):
+    from phasegrpo.training.trainer import PhaseGRPOTrainer
+
+    _, tokenizer = tiny
+    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    outputs = []
+    real_after_scoring = PhaseGRPOTrainer.after_scoring
+
+    def recording_after_scoring(self, inputs, output, step_metrics):
+        real_after_scoring(self, inputs, output, step_metrics)
+        outputs.append(output)
+
+    monkeypatch.setattr(PhaseGRPOTrainer, "after_scoring", recording_after_scoring)
+    metrics, completions = stop_rule_run(tmp_path, tokenizer, fast_cpu_generation=fast_cpu_generation)
+    (output,) = outputs
+    ids, mask = output["completion_ids"], output["completion_mask"]
+    assert all(row[-1] == end_of_turn for row in completions)
+    for row, completion in enumerate(completions):
+        # Every token before the forced end is scored; the end token and the padding are not.
+        assert mask[row].tolist() == [1] * (len(completion) - 1) + [0] * (ids.size(1) - len(completion) + 1)
+    assert int(output["num_items_in_batch"]) == int(mask.sum())  # the loss divides by the scored tokens
+    assert metrics["completions/clipped_ratio"] == 0.0  # still a terminated completion for TRL

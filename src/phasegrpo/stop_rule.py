@@ -4,7 +4,8 @@ A reply is complete once it closes `</answer>`: anything after it is only penali
 path stops there, and the completion then ends with the model's end-of-turn token. Without that
 token TRL counts a well-formed answer as truncated (`completions/clipped_ratio`, and
 `mask_truncated_completions` would drop it from the loss) and the model is never trained to end
-its turn after answering.
+its turn after answering. The appended token is the rule's, not the model's: it carries no loss
+(`without_forced_end_tokens`), so the log-prob passes and the KL see only sampled tokens.
 
 | path                                   | how it stops at `</answer>`                            |
 | -------------------------------------- | ------------------------------------------------------ |
@@ -17,6 +18,8 @@ its turn after answering.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import torch
 
 from phasegrpo.formats import ANSWER_END
 
@@ -74,4 +77,27 @@ def end_completions(
     return ended_ids, ended_logprobs
 
 
-__all__ = ["STOP_TEXT", "generation_kwargs", "stop_index", "end_completions"]
+def without_forced_end_tokens(
+    completion_ids: torch.Tensor, completion_mask: torch.Tensor, *, tokenizer, stop_token_id: int, stop_text: str = STOP_TEXT
+) -> torch.Tensor:
+    """`completion_mask` with the end tokens that `end_completions` forced after `stop_text` unscored.
+
+    The model did not sample that token, and it may find it very unlikely (the embedded 270M model
+    gives `<end_of_turn>` after `</answer>` a log-prob near -17): scored, it would be off-policy, and
+    its k3 KL term exp(ref - policy) reached 10^4-10^5 per token after a few steps and wrecked the
+    update. Unscored, a stopped completion still counts as terminated (TRL looks at the ids).
+    """
+    mask = completion_mask.clone()
+    for row in range(completion_ids.size(0)):
+        scored = mask[row].nonzero()
+        if scored.numel() == 0:
+            continue
+        last = int(scored[-1])
+        ids = completion_ids[row, :last].tolist()
+        # The stop rule appends exactly one token right after the token that completes stop_text.
+        if int(completion_ids[row, last]) == stop_token_id and ids and stop_index(ids, tokenizer, stop_text) == len(ids) - 1:
+            mask[row, last] = 0
+    return mask
+
+
+__all__ = ["STOP_TEXT", "generation_kwargs", "stop_index", "end_completions", "without_forced_end_tokens"]

@@ -23,7 +23,7 @@ from phasegrpo.model_card import set_portable_base
 from phasegrpo.models import end_of_turn_id
 from phasegrpo.rollout_copy import ROLLOUT_DTYPES, RolloutCopy
 from phasegrpo.router import RewardRouter
-from phasegrpo.stop_rule import STOP_TEXT, end_completions
+from phasegrpo.stop_rule import STOP_TEXT, end_completions, without_forced_end_tokens
 from phasegrpo.training import distributed, domain_kl
 from phasegrpo.training.trl_compat import TRLSeams
 
@@ -131,6 +131,15 @@ class PhaseGRPOTrainer(TRLSeams):
 
     # --- curriculum: the sampler and the schedule see every step ---------------------------------
     def after_scoring(self, inputs, output, step_metrics) -> None:
+        if self.config.stop_at_answer_end:
+            scored = without_forced_end_tokens(
+                output["completion_ids"], output["completion_mask"], tokenizer=self.tokenizer,
+                stop_token_id=end_of_turn_id(self.tokenizer),
+            )
+            # The loss divides by the scored tokens of all processes' batches: drop the unscored ones there too.
+            unscored = (output["completion_mask"] - scored).sum()
+            output["num_items_in_batch"] = output["num_items_in_batch"] - self.accelerator.gather(unscored).sum()
+            output["completion_mask"] = scored
         if self.beta != 0.0:
             domains = [row.get("domain") for row in inputs]
             device = output["advantages"].device
