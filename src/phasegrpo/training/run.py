@@ -20,10 +20,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from phasegrpo import run_folder
 from phasegrpo.config import Config, from_dict
+from phasegrpo.cpu_allocator import keep_freed_memory
 from phasegrpo.curriculum import Schedule, check_resume_max_steps, load_schedule, make_schedule
 from phasegrpo.data import make_mix_schedule
 from phasegrpo.data.prompts import add_worked_examples
@@ -103,6 +105,8 @@ def train(
     )
     sampler_state = resume_sampler_state(checkpoint) if resume else None
 
+    if config.keep_freed_memory and not torch.cuda.is_available():
+        keep_freed_memory()
     router = RewardRouter.from_config(config, schedule=schedule, reward_functions=reward_functions)
     tokenizer = tokenizer or load_tokenizer(config.model)
     model = model if model is not None else load_model(config.model, config.dtype)
