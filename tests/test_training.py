@@ -216,7 +216,7 @@ def test_the_notebook_api_imports_from_the_package():
 
     assert {"RewardRouter", "preset", "register_domain", "register_reward", "train"} <= set(phasegrpo.__all__)
     assert callable(register_domain) and callable(package_train) and RewardRouter()
-    assert preset("demo").max_steps == 4
+    assert preset("demo").max_steps == 8
     from phasegrpo.router import register_reward as router_register_reward
 
     assert register_reward is router_register_reward

@@ -2,7 +2,7 @@
 steps, seeds and everything else? One command, resumable, with intervals over seeds and rows.
 
     from phasegrpo import study
-    result = study()                                   # demo preset, 3 arms x 3 seeds x 4 steps, runs/study
+    result = study()                                   # demo preset, 3 arms x 3 seeds x 8 steps, runs/study
     result = study(preset("demo", max_steps=12), arms=["curriculum", "static", "metric"], seeds=5)
     result.html, result.summary["arms"]["static"]["overall"]["accuracy"]
 
@@ -37,13 +37,12 @@ PLOTS_DIR = "plots"
 DEFAULT_OUTPUT_DIR = "runs/study"
 DEFAULT_SEEDS = 3
 DEFAULT_EVAL_ROWS_PER_DOMAIN = 32
-STUDY_OVERRIDES = {"max_steps": 4, "save_steps": 1}
-"""What the study changes in the demo preset by default: a checkpoint every step, so a killed run
-loses at most one step, and 4 steps (the fewest that visit every phase; the demo's own). The
-budget is 60 minutes on 2 CPU cores: 3 arms x 3 seeds x (4 steps x ~30 s + 128 held-out rows x
-~2 s) + the shared 128-row "before" evaluation is about 61 min (`runner.estimate_seconds`), up to
-~75 min at ~3 s per completion (docs/study.md); the evaluations, not the steps, are most of it.
-Bigger studies (a GPU): --max-steps, --seeds."""
+STUDY_OVERRIDES = {"save_steps": 1}
+"""What the study changes in the preset by default: a checkpoint every step, so a killed run loses
+at most one step. Everything else is the preset's own (the demo's 8 steps, learning rate, group),
+so the default study speaks about the demo a newcomer runs. The budget is 60 minutes on 2 CPU
+cores: 3 arms x 3 seeds x (8 steps + 128 held-out rows) + the shared "before" evaluation
+(`runner.estimate_seconds`; measured in docs/study.md). Bigger studies (a GPU): --max-steps, --seeds."""
 
 
 @dataclass
