@@ -81,7 +81,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         flags = ["--" + field.name.replace("_", "-")]
         if "flag" in field.metadata:  # a short name first, e.g. --trl for --trl-args
             flags.insert(0, field.metadata["flag"])
-        help_text = f"{field.metadata.get('help', '')} {_preset_values_help(field.name)}"
+        help_text = f"{field.metadata.get('help', '').replace('%', '%%')} {_preset_values_help(field.name)}"  # argparse %-formats help
         kind = hints[field.name]
         # default=None for every flag: only flags actually given override the preset or the file.
         if kind is bool:

@@ -23,11 +23,13 @@ from phasegrpo.studies.arms import arm_config, check_arms, config_differences
 RUNS_DIR = "runs"
 SHARED_EVAL_BEFORE_FILE = "eval_before.json"
 """The base model's evaluation, shared by every run: the same model on the same rows."""
-ASSUMED_STEP_SECONDS = 30.0
-"""Seconds per demo training step on 2 CPU cores, for the estimate printed before a study."""
-ASSUMED_EVAL_ROW_SECONDS = 2.0
+ASSUMED_STEP_SECONDS = 28.0
+"""Seconds per demo training step on 2 CPU cores, for the estimate printed before a study
+(measured 23–46 s, docs/study.md)."""
+ASSUMED_EVAL_ROW_SECONDS = 1.3
 """Seconds per greedy held-out completion of the embedded model on 2 CPU cores (batch 8, up to 96
-tokens, worked example in the prompt); the study measures its own after the shared evaluation."""
+tokens, worked example in the prompt; measured 0.9–1.6 s); the study measures its own after the
+shared evaluation."""
 
 
 @dataclass(frozen=True)
