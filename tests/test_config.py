@@ -68,4 +68,4 @@ def test_every_preset_has_its_values_as_data_for_help():
     assert set(PRESET_VALUES) == set(PRESETS)  # a new preset needs its values in PRESET_VALUES for --help
     for name in PRESETS:
         assert preset(name) == Config(**PRESET_VALUES[name])
-    assert preset_field_values("max_steps") == {"demo": 4, "seed": 300}
+    assert preset_field_values("max_steps") == {"demo": 8, "seed": 300}

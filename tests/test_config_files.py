@@ -138,7 +138,7 @@ def test_train_help_shows_the_presets_values_not_none(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    assert "(demo preset: 4; seed preset: 300)" in help_text  # --max-steps
+    assert "(demo preset: 8; seed preset: 300)" in help_text  # --max-steps
     assert "(demo preset: embedded; seed preset: google/gemma-3-1b-it)" in help_text  # --model
     assert "(default: 0.08)" in help_text  # --beta: the same in every preset
     assert "default: None" not in help_text
