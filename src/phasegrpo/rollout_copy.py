@@ -82,6 +82,8 @@ class RolloutCopy:
             self.model = build_merged_copy(policy, self.dtype)
         elif len(weights) != len(self._merged_from) or not all(map(torch.equal, weights, self._merged_from)):
             refresh_merged_copy(self.model, policy)
-        # A LoRA adapter's weights are a few MB: a copy per step is cheap next to a decode step.
+        else:
+            return self.model  # unchanged since the last merge: the snapshot still holds
+        # A LoRA adapter's weights are a few MB: a copy per merge is cheap next to a decode step.
         self._merged_from = [weight.clone() for weight in weights]
         return self.model
