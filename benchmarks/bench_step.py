@@ -10,6 +10,8 @@ own child process (so its peak memory is its own), one after the other:
   fast         ... with the speed options the demo preset uses: rollout_dtype bfloat16, training_autocast bfloat16
   fast-nostop  ... and stop_at_answer_end off: it decodes as many tokens as TRL, so its ratio
                is the speed per token, without the gain of stopping early
+  fast-noshare (not run by default) fast with share_prompt_prefix off: every row's prompt in
+               every log-prob pass, as TRL does (what prompt sharing gives)
 
 Prints the median seconds per step (wall, and CPU time of the process: the steadier measure
 on a shared machine), generated tokens per second of step time, peak RSS and a
@@ -38,6 +40,7 @@ VARIANTS = {
     "fast": {"rollout_dtype": "bfloat16", "training_autocast": "bfloat16"},
     "fast-nostop": {"rollout_dtype": "bfloat16", "training_autocast": "bfloat16", "stop_at_answer_end": False},
     "phasegrpo-nostop": {"rollout_dtype": "model", "training_autocast": "none", "stop_at_answer_end": False},
+    "fast-noshare": {"rollout_dtype": "bfloat16", "training_autocast": "bfloat16", "share_prompt_prefix": False},
 }
 PROMPTS_PER_STEP, GROUP_SIZE, BETA = 2, 4, 0.08
 # Breakdown rows, in the order they happen within a step.
@@ -151,8 +154,15 @@ def install_timers(timers: Timers) -> None:
 
     timers.wrap(GRPOTrainer, "_generate", lambda a, k: "generation")
     timers.wrap(GRPOTrainer, "_calculate_rewards", lambda a, k: "rewards/router")
+    from phasegrpo.training.trl_compat import TRLSeams
+
+    def log_prob_part(args, kwargs):
+        return "policy forward" if timers.in_loss else "reference log-probs"
+
+    # phasegrpo's override (prompt sharing) may not call TRL's: time the outer one, TRL's only for plain TRL.
+    timers.wrap(TRLSeams, "_get_per_token_logps_and_entropies", log_prob_part)
     timers.wrap(GRPOTrainer, "_get_per_token_logps_and_entropies",
-                lambda a, k: "policy forward" if timers.in_loss else "reference log-probs")
+                lambda a, k: None if isinstance(a[0], TRLSeams) else log_prob_part(a, k))
     original_loss = GRPOTrainer._compute_loss
 
     def compute_loss(self, *args, **kwargs):

@@ -115,6 +115,10 @@ class Config:
     training_autocast: str = _help("none", "'bfloat16' runs the log-prob passes (reference, policy forward and backward) under CPU bf16 "
                                    "autocast (~2x faster on CPUs with bf16 matrix units; per-token log-probs within ~0.1, see README "
                                    "'Speed'); 'none' keeps fp32.")
+    share_prompt_prefix: bool = _help(True, "The log-prob passes (reference, policy forward and backward) run each distinct prompt once "
+                                      "and its completions on top of its KV cache, instead of the whole prompt once per generation: "
+                                      "same log-probs up to float rounding (README 'Speed'). Single-process or DDP policy passes; "
+                                      "off with gradient checkpointing, DeepSpeed or FSDP.")
     gradient_checkpointing: bool = _help(False, "Trade compute for memory in the policy's backward pass.")
     keep_freed_memory: bool = _help(True, "On a CPU-only machine (Linux, glibc): malloc keeps freed memory for the next step "
                                     "instead of unmapping it (a step's tensor shapes change every step; re-faulting the pages "

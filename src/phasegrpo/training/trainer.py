@@ -124,6 +124,14 @@ class PhaseGRPOTrainer(TRLSeams):
             stop_token_id=end_of_turn_id(self.tokenizer),
         )
 
+    def share_prompts_in(self, model) -> bool:
+        if not self.config.share_prompt_prefix or self.args.gradient_checkpointing:
+            return False  # a checkpointed layer would update the shared cache again when it recomputes
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return False  # their wrappers expect one forward per backward
+        # DDP's wrapper too: the reference pass gets the bare model, the policy pass the wrapped one.
+        return self.accelerator.unwrap_model(model) is model
+
     def log_prob_precision(self):
         if self.config.training_autocast == "bfloat16" and self.accelerator.device.type == "cpu":
             return torch.autocast("cpu", dtype=torch.bfloat16)

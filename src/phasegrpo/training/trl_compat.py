@@ -9,7 +9,7 @@ them into plain hooks that `PhaseGRPOTrainer` implements:
 | `_get_train_sampler(dataset)`                | `build_train_sampler()`                    | domain mixing at sampling time |
 | `_generate_single_turn(...)`                 | `generate_rollouts(prompt_ids)`, `finish_rollouts(ids, logprobs)` | the fast CPU rollout loop; the `</answer>` stop on TRL's paths (`generate` gets the tokenizer its `stop_strings` need) |
 | `_generate_and_score_completions(inputs)`    | `before_scoring(inputs)`, `after_scoring(inputs, output, step_metrics)` | feed sampler and phase schedule; per-sample KL betas |
-| `_get_per_token_logps_and_entropies(...)`    | `log_prob_precision()`, (`score_completion_positions_only`) | e.g. bf16 autocast of the log-prob passes; skip the LM head on prompt and padding positions on CPU |
+| `_get_per_token_logps_and_entropies(...)`    | `log_prob_precision()`, `share_prompts_in(model)`, (`score_completion_positions_only`) | e.g. bf16 autocast of the log-prob passes; each distinct prompt computed once; skip the LM head on prompt and padding positions on CPU |
 | `_compute_loss(model, inputs)` + `self.beta` | `kl_betas(inputs)`, `kl_computed(...)`     | a KL coefficient per sample (per domain) |
 | `_save_checkpoint(model, trial)`             | `checkpoint_saved(folder)`                 | curriculum state + completeness marker |
 | `_metrics`, `_tokenizer`, `_get_output_dir`  | `record_metric`, `tokenizer`, `step_metrics` | logging and checkpoint paths |
@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 from trl import GRPOTrainer
+
+from phasegrpo import prompt_sharing
 
 TESTED_TRL = "1.16"
 
@@ -169,6 +171,11 @@ class TRLSeams(GRPOTrainer):
         self.generation_config.stop_strings = list(stop_strings)
         self.generation_kwargs = {**(self.generation_kwargs or {}), "stop_strings": list(stop_strings)}
 
+    def share_prompts_in(self, model) -> bool:
+        """Whether the log-prob passes of `model` may run each distinct prompt once
+        (`phasegrpo.prompt_sharing`); TRL's full forward of every row by default."""
+        return False
+
     def log_prob_precision(self):
         """A context manager around every log-prob pass (reference and policy; the backward follows
         the forward's dtypes), e.g. a CPU bf16 autocast; TRL's own precision by default."""
@@ -220,9 +227,29 @@ class TRLSeams(GRPOTrainer):
         self.after_scoring(inputs, output, step_metrics)
         return output
 
-    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **model_inputs):
         with score_completion_positions_only(), self.log_prob_precision():
-            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            text_only = not compute_aux_loss and all(value is None for value in model_inputs.values())
+            if text_only and self.share_prompts_in(model) and prompt_sharing.shares_prompts(input_ids, attention_mask, logits_to_keep):
+                return self._log_probs_sharing_prompts(model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy)
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss, **model_inputs
+            )
+
+    def _log_probs_sharing_prompts(self, model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy):
+        """TRL's chunks of `batch_size` rows and its autocast, each chunk through `prompt_sharing`."""
+        batch_size = batch_size or input_ids.size(0)
+        log_probs, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            rows = slice(start, start + batch_size)
+            with self.accelerator.autocast():
+                chunk_log_probs, chunk_entropy = prompt_sharing.completion_log_probs(
+                    model, input_ids[rows], attention_mask[rows], logits_to_keep, compute_entropy
+                )
+            log_probs.append(chunk_log_probs)
+            entropies.append(chunk_entropy)
+        return torch.cat(log_probs), (torch.cat(entropies) if compute_entropy else None), None
 
     def _compute_loss(self, model, inputs):
         betas = self.kl_betas(inputs) if self.beta != 0.0 else None

@@ -1,0 +1,69 @@
+"""Completion log-probs for a batch whose rows share prompts, each distinct prompt run once.
+
+GRPO scores `num_generations` completions of every prompt, and TRL runs each row's whole
+prompt + completion through the model in every log-prob pass (reference, policy forward and
+so the backward). With worked-example prompts of ~200-340 tokens and completions of ~40-128,
+most of what those passes compute is the same prompt four times over. Here each distinct
+prompt (all but its last token) runs through the backbone once with a KV cache, the cache is
+copied to the rows that share it, and each row's last prompt token and completion run on top.
+Token positions and attention masks are those of the full forward, so the log-probs are the
+same up to floating-point summation order; gradients reach the prompt through the shared cache.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first row of each distinct prompt, the distinct prompt of each row): rows share a prompt
+    when their prompt ids and padding are identical."""
+    keys = torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1)
+    _, group_of_row = torch.unique(keys, dim=0, return_inverse=True)
+    rows = torch.arange(len(group_of_row), device=group_of_row.device)
+    first_row = torch.full((int(group_of_row.max()) + 1,), len(group_of_row), device=group_of_row.device)
+    first_row = first_row.scatter_reduce(0, group_of_row, rows, reduce="amin")
+    return first_row, group_of_row
+
+
+def shares_prompts(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int) -> bool:
+    """Whether at least two rows share a prompt of two or more tokens (else there is nothing to save)."""
+    prompt_length = input_ids.size(1) - logits_to_keep
+    if prompt_length < 2 or input_ids.size(0) < 2:
+        return False
+    first_row, _ = prompt_groups(input_ids[:, :prompt_length], attention_mask[:, :prompt_length])
+    return len(first_row) < input_ids.size(0)
+
+
+def completion_log_probs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
+                         compute_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs (and entropies) of the last `logits_to_keep` tokens of each row, as
+    `model(input_ids, attention_mask, labels=..., fused_lm_head=True)` gives them (TRL's fused LM
+    head, added by `trl.trainer.utils.add_fused_lm_head`), with each distinct prompt computed once.
+
+    `model` is a causal LM (or a PEFT model around one) whose backbone takes a KV cache.
+    """
+    prompt_length = input_ids.size(1) - logits_to_keep
+    first_row, group_of_row = prompt_groups(input_ids[:, :prompt_length], attention_mask[:, :prompt_length])
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    # The prompt up to its last token: the last one's hidden state predicts the first completion token.
+    shared = inner.base_model(
+        input_ids=input_ids[first_row, : prompt_length - 1],
+        attention_mask=attention_mask[first_row, : prompt_length - 1],
+        use_cache=True,
+    )
+    cache = shared.cache
+    cache.batch_select_indices(group_of_row)  # each row gets its prompt's keys and values (autograd follows)
+    rest = input_ids[:, prompt_length - 1 :]
+    # TRL's labels: padding and the prompt token are not scored (the fused head shifts by one).
+    labels = rest.masked_fill(attention_mask[:, prompt_length - 1 :] == 0, -100)
+    labels[:, 0] = -100
+    # The full forward numbers positions 0..L-1, padding included (no position_ids given): the same here.
+    positions = torch.arange(prompt_length - 1, input_ids.size(1), device=input_ids.device).unsqueeze(0)
+    outputs = model(
+        input_ids=rest, attention_mask=attention_mask, position_ids=positions, cache=cache, labels=labels,
+        fused_lm_head=True,
+    )
+    log_probs = outputs.log_probs[:, -logits_to_keep:]
+    entropy = outputs.entropy[:, -logits_to_keep:] if compute_entropy else None
+    return log_probs, entropy

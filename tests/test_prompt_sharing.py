@@ -1,0 +1,116 @@
+"""Prompt sharing in the log-prob passes (Config.share_prompt_prefix): each distinct prompt runs once,
+and the reference log-probs, policy log-probs, entropies, loss and LoRA gradient are the full
+forward's within float rounding, on prompts longer than the tiny model's sliding window."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from phasegrpo import prompt_sharing
+from phasegrpo.config import preset
+from phasegrpo.data import make_mix_schedule
+from phasegrpo.models import declare_end_of_turn
+from phasegrpo.router import RewardRouter
+from phasegrpo.training.setup import grpo_args, load_training_rows, lora_config
+from phasegrpo.training.trainer import PhaseGRPOTrainer
+
+# fp32 on the tiny model: only the order of float additions differs between the two paths.
+MAX_LOGP_DIFF = 1e-4
+LOSS_ABS = 1e-6
+GRADIENT_RELATIVE = 1e-3
+
+
+def test_prompt_groups_finds_rows_with_identical_prompt_and_padding():
+    ids = torch.tensor([[0, 5, 6], [0, 5, 6], [7, 8, 9], [0, 5, 6], [7, 8, 9]])
+    mask = torch.tensor([[0, 1, 1], [0, 1, 1], [1, 1, 1], [1, 1, 1], [1, 1, 1]])  # row 3: same ids, no padding
+    first_row, group_of_row = prompt_groups = prompt_sharing.prompt_groups(ids, mask)
+    assert len(first_row) == 3
+    assert torch.equal(ids[first_row][group_of_row], ids) and torch.equal(mask[first_row][group_of_row], mask)
+    assert group_of_row[0] == group_of_row[1] == group_of_row[first_row[group_of_row[0]]]
+    assert len({int(g) for g in group_of_row[[0, 2, 3]]}) == 3, prompt_groups
+
+
+def test_shares_prompts_only_when_two_rows_share_a_prompt_of_two_tokens():
+    ids = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 5]])
+    mask = torch.ones_like(ids)
+    assert prompt_sharing.shares_prompts(ids, mask, logits_to_keep=1)
+    assert not prompt_sharing.shares_prompts(ids, mask, logits_to_keep=3)  # one-token prompt: nothing to save
+    assert not prompt_sharing.shares_prompts(torch.tensor([[1, 2, 3, 4], [9, 2, 3, 5]]), mask, logits_to_keep=1)
+
+
+def scored_batch(tmp_path, tiny):
+    model, tokenizer = tiny
+    config = preset("demo", model="tiny", output_dir=str(tmp_path), max_completion_length=24, rows_per_domain=8,
+                    rollout_dtype="float32", training_autocast="none")
+    declare_end_of_turn(model, tokenizer)
+    rows, row_domains = load_training_rows(config)
+    router = RewardRouter.from_config(config)
+    trainer = PhaseGRPOTrainer(
+        model=model, processing_class=tokenizer, reward_funcs=[router], args=grpo_args(config, tmp_path),
+        train_dataset=rows, peft_config=lora_config(config), router=router, row_domains=row_domains,
+        mix_schedule=make_mix_schedule("constant", config.domain_weights), config=config,
+    )
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in trainer.model.named_parameters():
+            if "lora_B" in name:  # a policy that has moved away from the reference: KL > 0
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.002)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    return trainer, trainer._generate_and_score_completions([rows[i] for i in (0, 0, 0, 0, 1, 1, 1, 1)])
+
+
+def count_backbone_tokens(trainer):
+    """A list that collects the number of token positions each backbone forward embeds."""
+    seen = []
+    embeddings = trainer.model.get_base_model().get_input_embeddings()
+    embeddings.register_forward_hook(lambda module, args, output: seen.append(args[0].numel()))
+    return seen
+
+
+def passes(trainer, inputs, share):
+    """Reference and policy log-probs and entropies, loss and LoRA gradient with sharing on or off."""
+    trainer.config = dataclasses.replace(trainer.config, share_prompt_prefix=share)
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    keep, scored = inputs["completion_ids"].size(1), inputs["completion_mask"].bool()
+    with torch.no_grad():
+        with trainer.model.disable_adapter():
+            reference, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, keep, batch_size=4)
+        policy, entropy, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, keep, compute_entropy=True)
+    trainer.model.zero_grad()
+    loss = trainer._compute_loss(trainer.model, {**inputs, "ref_per_token_logps": reference})
+    loss.backward()
+    gradient = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+    return reference[scored], policy[scored], entropy[scored], float(loss.detach()), gradient
+
+
+def test_sharing_prompts_gives_the_full_forward_log_probs_loss_and_gradient(tmp_path, tiny):
+    trainer, inputs = scored_batch(tmp_path, tiny)
+    prompt_length = inputs["prompt_ids"].size(1)
+    assert prompt_length > trainer.model.config.sliding_window  # the sliding-window layers see a cut cache
+    seen = count_backbone_tokens(trainer)
+    ref_full, pol_full, ent_full, loss_full, grad_full = passes(trainer, inputs, share=False)
+    tokens_full, seen[:] = sum(seen), []
+    ref_shared, pol_shared, ent_shared, loss_shared, grad_shared = passes(trainer, inputs, share=True)
+    tokens_shared = sum(seen)
+
+    # 8 rows of 2 prompts: each pass embeds 2 prompts + 8 completions instead of 8 whole rows.
+    rows, completion_length = inputs["completion_ids"].shape
+    assert tokens_full == 3 * rows * (prompt_length + completion_length)
+    assert tokens_shared == 3 * (2 * (prompt_length - 1) + rows * (completion_length + 1))
+    assert not torch.equal(pol_full, pol_shared) or not torch.equal(ref_full, ref_shared)  # really another path
+    assert (ref_full - ref_shared).abs().max() < MAX_LOGP_DIFF
+    assert (pol_full - pol_shared).abs().max() < MAX_LOGP_DIFF
+    assert (ent_full - ent_shared).abs().max() < MAX_LOGP_DIFF
+    assert (pol_full - ref_full).abs().max() > 10 * MAX_LOGP_DIFF  # the LoRA moved the policy: the check can tell them apart
+    assert loss_shared == pytest.approx(loss_full, abs=LOSS_ABS)
+    assert (grad_full - grad_shared).norm() < GRADIENT_RELATIVE * grad_full.norm()
+
+
+def test_no_sharing_with_gradient_checkpointing(tmp_path, tiny):
+    trainer, _ = scored_batch(tmp_path, tiny)
+    assert trainer.share_prompts_in(trainer.model)
+    trainer.args.gradient_checkpointing = True
+    assert not trainer.share_prompts_in(trainer.model)
