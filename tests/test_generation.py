@@ -62,3 +62,26 @@ def test_rows_stop_at_their_end_token_or_after_closing_answer(tiny):
     assert out[0] == ids("ab") + [end]
     assert tokenizer.decode(out[1]) == "<answer>7</answer>"
     assert len(out[2]) == 30
+
+
+def test_a_repeated_prompt_is_prefilled_once_and_decodes_as_if_it_were_not(tiny):
+    model, tokenizer = tiny
+    prompts = ["<start_of_turn>user\nhi<end_of_turn>\n", "<start_of_turn>user\nwhat is 12 + 30 exactly?<end_of_turn>\n"]
+    order = [0, 1, 1, 0, 1]
+    prompt_ids = [tokenizer(prompts[i])["input_ids"] for i in order]
+    prefill_rows = []
+    hook = model.get_input_embeddings().register_forward_hook(
+        lambda module, args, output: prefill_rows.append(args[0].size(0)) if args[0].size(1) > 1 else None
+    )
+    try:
+        ours = sample_completions(model, prompt_ids, max_new_tokens=12, temperature=0.0, end_token_ids=[],
+                                  pad_token_id=tokenizer.pad_token_id, stop_text=None)
+    finally:
+        hook.remove()
+    assert prefill_rows == [2]  # two distinct prompts, not five rows
+    batch = tokenizer([prompts[i] for i in order], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        reference = model.generate(**batch, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                                   eos_token_id=None)
+    assert ours == reference[:, batch["input_ids"].size(1):].tolist()
+    assert ours[0] != ours[1]  # the rows really got their own prompt's cache
