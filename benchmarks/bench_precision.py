@@ -1,10 +1,12 @@
-"""How far bf16 autocast of the training passes (Config.training_autocast) moves what GRPO learns from.
+"""How far the fast log-prob passes move what GRPO learns from: bf16 autocast of the training passes
+(Config.training_autocast) against fp32, and prompt sharing (Config.share_prompt_prefix) against
+TRL's full forward of every row.
 
 On one fixed batch (the demo's prompts, rollouts sampled once, a LoRA adapter with small random
-B so the policy differs from the reference), computes with fp32 and with CPU bf16 autocast: the
-per-token log-probs of the policy and of the reference, the GRPO loss, the logged KL and the
-gradient of the LoRA weights. Prints the max and mean absolute per-token log-prob difference,
-both losses and KLs, and the gradient's cosine and norm ratio. Usage:
+B so the policy differs from the reference), computes both ways: the per-token log-probs of the
+policy and of the reference, the GRPO loss, the logged KL and the gradient of the LoRA weights.
+Prints, for each comparison, the max and mean absolute per-token log-prob difference, both
+losses and KLs, and the gradient's cosine and norm ratio. Usage:
     python benchmarks/bench_precision.py [--model embedded|tiny] [--max-new-tokens 128] [--lora-b-std 0.002]
 """
 
@@ -47,8 +49,15 @@ def perturb_adapter(model, std: float, seed: int = 0) -> None:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
 
 
-def compare(trainer, inputs) -> dict:
-    """fp32 against bf16 autocast on one scored batch: log-probs, loss, KL, gradient."""
+COMPARISONS = {
+    "bf16 autocast vs fp32 (prompt sharing on)": ({"training_autocast": "none"}, {"training_autocast": "bfloat16"}),
+    "prompt sharing vs full forward (fp32)": ({"share_prompt_prefix": False, "training_autocast": "none"},
+                                              {"share_prompt_prefix": True, "training_autocast": "none"}),
+}
+
+
+def compare(trainer, inputs, baseline: dict, other: dict) -> dict:
+    """The passes with config overrides `baseline` against `other` on one scored batch: log-probs, loss, KL, gradient."""
     prompt_completion = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
     attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
     keep = inputs["completion_ids"].size(1)
@@ -56,8 +65,8 @@ def compare(trainer, inputs) -> dict:
     base_config = trainer.config
     trainer.current_gradient_accumulation_steps = 1  # what Trainer.train sets before its first micro-batch
     results = {}
-    for label, autocast in (("fp32", "none"), ("bf16", "bfloat16")):
-        trainer.config = dataclasses.replace(base_config, training_autocast=autocast)
+    for label, overrides in (("baseline", baseline), ("other", other)):
+        trainer.config = dataclasses.replace(base_config, **overrides)
         with torch.no_grad():
             with trainer.model.disable_adapter():
                 reference, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, prompt_completion, attention_mask, keep)
@@ -71,17 +80,17 @@ def compare(trainer, inputs) -> dict:
                           "kl": trainer._metrics["train"]["kl"][-1], "gradient": gradient.clone()}
     trainer.config = base_config
     trainer.model.zero_grad()
-    fp32, bf16 = results["fp32"], results["bf16"]
+    base, other = results["baseline"], results["other"]
     return {
         "tokens": int(mask.sum()),
-        "policy_logp_max_abs_diff": float((fp32["policy"] - bf16["policy"]).abs().max()),
-        "policy_logp_mean_abs_diff": float((fp32["policy"] - bf16["policy"]).abs().mean()),
-        "reference_logp_max_abs_diff": float((fp32["reference"] - bf16["reference"]).abs().max()),
-        "reference_logp_mean_abs_diff": float((fp32["reference"] - bf16["reference"]).abs().mean()),
-        "loss_fp32": fp32["loss"], "loss_bf16": bf16["loss"],
-        "kl_fp32": fp32["kl"], "kl_bf16": bf16["kl"],
-        "gradient_cosine": float(torch.nn.functional.cosine_similarity(fp32["gradient"], bf16["gradient"], dim=0)),
-        "gradient_norm_ratio": float(bf16["gradient"].norm() / fp32["gradient"].norm()),
+        "policy_logp_max_abs_diff": float((base["policy"] - other["policy"]).abs().max()),
+        "policy_logp_mean_abs_diff": float((base["policy"] - other["policy"]).abs().mean()),
+        "reference_logp_max_abs_diff": float((base["reference"] - other["reference"]).abs().max()),
+        "reference_logp_mean_abs_diff": float((base["reference"] - other["reference"]).abs().mean()),
+        "loss_baseline": base["loss"], "loss_other": other["loss"],
+        "kl_baseline": base["kl"], "kl_other": other["kl"],
+        "gradient_cosine": float(torch.nn.functional.cosine_similarity(base["gradient"], other["gradient"], dim=0)),
+        "gradient_norm_ratio": float(other["gradient"].norm() / base["gradient"].norm()),
     }
 
 
@@ -111,11 +120,12 @@ def main() -> None:
         trainer.model.train()
         batch = [rows[index] for index in (0, 0, 0, 0, 1, 1, 1, 1)]
         inputs = trainer._generate_and_score_completions(batch)
-        report = compare(trainer, inputs)
-    width = max(map(len, report))
-    print(f"bf16 autocast vs fp32, model {args.model}, one batch of 8 rollouts, LoRA B std {args.lora_b_std}:")
-    for name, value in report.items():
-        print(f"  {name.ljust(width)}  {value:.6g}" if isinstance(value, float) else f"  {name.ljust(width)}  {value}")
+        reports = {title: compare(trainer, inputs, *settings) for title, settings in COMPARISONS.items()}
+    for title, report in reports.items():
+        width = max(map(len, report))
+        print(f"{title}, model {args.model}, one batch of 8 rollouts, LoRA B std {args.lora_b_std}:")
+        for name, value in report.items():
+            print(f"  {name.ljust(width)}  {value:.6g}" if isinstance(value, float) else f"  {name.ljust(width)}  {value}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ on a shared machine), generated tokens per second of step time, peak RSS and a
 breakdown of the step (times from wrappers around TRL's and phasegrpo's methods, set here; the
 package is not instrumented), and each variant's ratio to TRL. Usage:
     python benchmarks/bench_step.py [--steps 3] [--max-new-tokens 128] [--model embedded|tiny]
-                                    [--variants trl,phasegrpo,fast,fast-nostop]
+                                    [--variants trl,phasegrpo,fast,fast-nostop] [--rounds 1] [--save raw.json]
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--model", default="embedded", choices=["embedded", "tiny"])
     parser.add_argument("--variants", default="trl,phasegrpo,fast,fast-nostop")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the variants this many times in turn and pool their steps (spreads the machine's drift)")
+    parser.add_argument("--save", help="also write every step's raw figures to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -67,17 +70,32 @@ def main() -> None:
         parser.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     results = {}
     with tempfile.TemporaryDirectory() as folder:
-        for name in names:
-            path = Path(folder) / f"{name}.json"
-            command = [sys.executable, __file__, "--worker", name, "--result", str(path), "--model", args.model,
-                       "--steps", str(args.steps), "--max-new-tokens", str(args.max_new_tokens)]
-            print(f"running {name} ...", file=sys.stderr, flush=True)
-            environment = {**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-            subprocess.run(command, check=True, env=environment, stdout=subprocess.DEVNULL)
-            results[name] = json.loads(path.read_text())
+        for round_number in range(1, args.rounds + 1):
+            for name in names:
+                path = Path(folder) / f"{name}.json"
+                command = [sys.executable, __file__, "--worker", name, "--result", str(path), "--model", args.model,
+                           "--steps", str(args.steps), "--max-new-tokens", str(args.max_new_tokens)]
+                print(f"round {round_number}/{args.rounds}: running {name} ...", file=sys.stderr, flush=True)
+                environment = {**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+                subprocess.run(command, check=True, env=environment, stdout=subprocess.DEVNULL)
+                results[name] = pooled(results.get(name), json.loads(path.read_text()))
+    if args.save:
+        Path(args.save).write_text(json.dumps(results, indent=1))
+    rounds = f" in {args.rounds} rounds" if args.rounds > 1 else ""
     print(f"\nmodel {args.model}, {PROMPTS_PER_STEP} prompts x {GROUP_SIZE} generations, {args.max_new_tokens} max new "
-          f"tokens, beta {BETA}, LoRA r16, {args.steps} steps each (medians over steps)\n")
+          f"tokens, beta {BETA}, LoRA r16, {args.steps} steps each{rounds} (medians over steps)\n")
     print(format_table(results))
+    print("\nseconds of each step, in the order run:")
+    for name, result in results.items():
+        print(f"  {name.ljust(max(map(len, results)))}  " + " ".join(f"{step['seconds']:.1f}" for step in result["steps"]))
+
+
+def pooled(earlier: dict | None, result: dict) -> dict:
+    """One variant's results over rounds: every step, the highest peak memory."""
+    if earlier is None:
+        return result
+    return {**result, "steps": earlier["steps"] + result["steps"],
+            "peak_rss_kb": max(earlier["peak_rss_kb"], result["peak_rss_kb"])}
 
 
 # --- the table -----------------------------------------------------------------------------------
