@@ -89,7 +89,7 @@ def compare(trainer, inputs, baseline: dict, other: dict) -> dict:
         "reference_logp_mean_abs_diff": float((base["reference"] - other["reference"]).abs().mean()),
         "loss_baseline": base["loss"], "loss_other": other["loss"],
         "kl_baseline": base["kl"], "kl_other": other["kl"],
-        "gradient_cosine": float(torch.nn.functional.cosine_similarity(base["gradient"], other["gradient"], dim=0)),
+        "gradient_cosine": float(torch.nn.functional.cosine_similarity(base["gradient"].double(), other["gradient"].double(), dim=0)),
         "gradient_norm_ratio": float(other["gradient"].norm() / base["gradient"].norm()),
     }
 
