@@ -83,6 +83,16 @@ def test_noise_lines_say_plainly_which_changes_are_within_noise():
     assert "refusals 0.00 → 0.00 is within noise" in line
 
 
+def test_a_p_value_just_above_the_threshold_does_not_read_as_the_threshold():
+    # The demo's code rows: exact format 5/8 -> 8/8 gives p just above 0.05, "within noise".
+    before = {"summary": {"code": {"rows": 8, "completions": 8, "exact_format_rate": 0.625}}}
+    after = {"summary": {"code": {"rows": 8, "completions": 8, "exact_format_rate": 1.0}}}
+    (line,) = noise_lines(before, after)
+    p_value = two_proportion_p_value(5, 8, 8, 8)
+    assert 0.05 <= p_value < 0.055
+    assert f"exact format 0.62 → 1.00 is within noise (p = {p_value:.3f})" in line and "(p = 0.05)" not in line
+
+
 def test_run_report_shows_intervals_and_the_noise_verdict(tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(FIXTURE, run_dir)

@@ -87,6 +87,11 @@ def _trials(numbers: dict) -> int:
     return int(trials)
 
 
+def p_text(p_value: float) -> str:
+    """A p-value with enough digits that one just above 0.05 does not read as 0.05."""
+    return f"{p_value:.3f}" if p_value < 0.1 else f"{p_value:.2f}"
+
+
 def noise_lines(before: dict | None, after: dict | None) -> list[str]:
     """One plain sentence per group and rate: is the before → after change beyond noise?"""
     from phasegrpo.intervals import difference_verdict
@@ -107,9 +112,9 @@ def noise_lines(before: dict | None, after: dict | None) -> list[str]:
             verdict, p_value = difference_verdict(rate_before, trials_before, rate_after, trials_after)
             change = f"{rate_before:.2f} → {rate_after:.2f}"
             if verdict == "within noise":
-                verdicts.append(f"{title.lower()} {change} is within noise (p = {p_value:.2f})")
+                verdicts.append(f"{title.lower()} {change} is within noise (p = {p_text(p_value)})")
             else:
-                verdicts.append(f"{title.lower()} {change} is {verdict} beyond noise (p = {p_value:.3f})")
+                verdicts.append(f"{title.lower()} {change} is {verdict} beyond noise (p = {p_text(p_value)})")
         if verdicts:
             lines.append(f"{group}: " + "; ".join(verdicts) + ".")
     return lines
