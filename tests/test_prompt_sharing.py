@@ -114,3 +114,20 @@ def test_no_sharing_with_gradient_checkpointing(tmp_path, tiny):
     assert trainer.share_prompts_in(trainer.model)
     trainer.args.gradient_checkpointing = True
     assert not trainer.share_prompts_in(trainer.model)
+
+
+def test_a_backbone_that_keeps_no_cache_gets_the_full_forward(tmp_path, tiny):
+    trainer, inputs = scored_batch(tmp_path, tiny)
+    expected = passes(trainer, inputs, share=False)
+    backbone = trainer.model.get_base_model().base_model
+    original = backbone.forward
+
+    def without_cache(*args, **kwargs):
+        output = original(*args, **kwargs)
+        output.cache = None
+        return output
+
+    backbone.forward = without_cache
+    fallen_back = passes(trainer, inputs, share=True)
+    for got, want in zip(fallen_back, expected):
+        assert got == want if isinstance(want, float) else torch.equal(got, want)

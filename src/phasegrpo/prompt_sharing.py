@@ -36,12 +36,13 @@ def shares_prompts(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits
 
 
 def completion_log_probs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-                         compute_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+                         compute_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """Per-token log-probs (and entropies) of the last `logits_to_keep` tokens of each row, as
     `model(input_ids, attention_mask, labels=..., fused_lm_head=True)` gives them (TRL's fused LM
     head, added by `trl.trainer.utils.add_fused_lm_head`), with each distinct prompt computed once.
 
-    `model` is a causal LM (or a PEFT model around one) whose backbone takes a KV cache.
+    `model` is a causal LM (or a PEFT model around one) whose backbone takes a KV cache; None
+    when its backbone returns none.
     """
     prompt_length = input_ids.size(1) - logits_to_keep
     first_row, group_of_row = prompt_groups(input_ids[:, :prompt_length], attention_mask[:, :prompt_length])
@@ -52,7 +53,10 @@ def completion_log_probs(model, input_ids: torch.Tensor, attention_mask: torch.T
         attention_mask=attention_mask[first_row, : prompt_length - 1],
         use_cache=True,
     )
-    cache = shared.cache
+    cache = getattr(shared, "cache", None)  # transformers 5 name; `past_key_values` before
+    cache = cache if cache is not None else getattr(shared, "past_key_values", None)
+    if cache is None:
+        return None  # a backbone without a KV cache: the caller runs the full forward
     cache.batch_select_indices(group_of_row)  # each row gets its prompt's keys and values (autograd follows)
     rest = input_ids[:, prompt_length - 1 :]
     # TRL's labels: padding and the prompt token are not scored (the fused head shifts by one).

@@ -232,21 +232,25 @@ class TRLSeams(GRPOTrainer):
         with score_completion_positions_only(), self.log_prob_precision():
             text_only = not compute_aux_loss and all(value is None for value in model_inputs.values())
             if text_only and self.share_prompts_in(model) and prompt_sharing.shares_prompts(input_ids, attention_mask, logits_to_keep):
-                return self._log_probs_sharing_prompts(model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy)
+                shared = self._log_probs_sharing_prompts(model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy)
+                if shared is not None:
+                    return shared
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss, **model_inputs
             )
 
     def _log_probs_sharing_prompts(self, model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy):
-        """TRL's chunks of `batch_size` rows and its autocast, each chunk through `prompt_sharing`."""
+        """TRL's chunks of `batch_size` rows and its autocast, each chunk through `prompt_sharing`
+        (None if the model's backbone keeps no KV cache)."""
         batch_size = batch_size or input_ids.size(0)
         log_probs, entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):
             rows = slice(start, start + batch_size)
             with self.accelerator.autocast():
-                chunk_log_probs, chunk_entropy = prompt_sharing.completion_log_probs(
-                    model, input_ids[rows], attention_mask[rows], logits_to_keep, compute_entropy
-                )
+                chunk = prompt_sharing.completion_log_probs(model, input_ids[rows], attention_mask[rows], logits_to_keep, compute_entropy)
+            if chunk is None:
+                return None
+            chunk_log_probs, chunk_entropy = chunk
             log_probs.append(chunk_log_probs)
             entropies.append(chunk_entropy)
         return torch.cat(log_probs), (torch.cat(entropies) if compute_entropy else None), None
