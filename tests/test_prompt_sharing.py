@@ -6,14 +6,9 @@ import dataclasses
 
 import pytest
 import torch
+from scored_batch import trainer_and_scored_batch
 
 from phasegrpo import prompt_sharing
-from phasegrpo.config import preset
-from phasegrpo.data import make_mix_schedule
-from phasegrpo.models import declare_end_of_turn
-from phasegrpo.router import RewardRouter
-from phasegrpo.training.setup import grpo_args, load_training_rows, lora_config
-from phasegrpo.training.trainer import PhaseGRPOTrainer
 
 # fp32 on the tiny model: only the order of float additions differs between the two paths.
 MAX_LOGP_DIFF = 1e-4
@@ -37,28 +32,6 @@ def test_shares_prompts_only_when_two_rows_share_a_prompt_of_two_tokens():
     assert prompt_sharing.shares_prompts(ids, mask, logits_to_keep=1)
     assert not prompt_sharing.shares_prompts(ids, mask, logits_to_keep=3)  # one-token prompt: nothing to save
     assert not prompt_sharing.shares_prompts(torch.tensor([[1, 2, 3, 4], [9, 2, 3, 5]]), mask, logits_to_keep=1)
-
-
-def scored_batch(tmp_path, tiny):
-    model, tokenizer = tiny
-    config = preset("demo", model="tiny", output_dir=str(tmp_path), max_completion_length=24, rows_per_domain=8,
-                    rollout_dtype="float32", training_autocast="none")
-    declare_end_of_turn(model, tokenizer)
-    rows, row_domains = load_training_rows(config)
-    router = RewardRouter.from_config(config)
-    trainer = PhaseGRPOTrainer(
-        model=model, processing_class=tokenizer, reward_funcs=[router], args=grpo_args(config, tmp_path),
-        train_dataset=rows, peft_config=lora_config(config), router=router, row_domains=row_domains,
-        mix_schedule=make_mix_schedule("constant", config.domain_weights), config=config,
-    )
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in trainer.model.named_parameters():
-            if "lora_B" in name:  # a policy that has moved away from the reference: KL > 0
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.002)
-    trainer.model.train()
-    trainer.current_gradient_accumulation_steps = 1
-    return trainer, trainer._generate_and_score_completions([rows[i] for i in (0, 0, 0, 0, 1, 1, 1, 1)])
 
 
 def count_backbone_tokens(trainer):
@@ -87,7 +60,7 @@ def passes(trainer, inputs, share):
 
 
 def test_sharing_prompts_gives_the_full_forward_log_probs_loss_and_gradient(tmp_path, tiny):
-    trainer, inputs = scored_batch(tmp_path, tiny)
+    trainer, inputs = trainer_and_scored_batch(tmp_path, tiny, training_autocast="none")
     prompt_length = inputs["prompt_ids"].size(1)
     assert prompt_length > trainer.model.config.sliding_window  # the sliding-window layers see a cut cache
     seen = count_backbone_tokens(trainer)
@@ -110,14 +83,14 @@ def test_sharing_prompts_gives_the_full_forward_log_probs_loss_and_gradient(tmp_
 
 
 def test_no_sharing_with_gradient_checkpointing(tmp_path, tiny):
-    trainer, _ = scored_batch(tmp_path, tiny)
+    trainer, _ = trainer_and_scored_batch(tmp_path, tiny, training_autocast="none")
     assert trainer.share_prompts_in(trainer.model)
     trainer.args.gradient_checkpointing = True
     assert not trainer.share_prompts_in(trainer.model)
 
 
 def test_a_backbone_that_keeps_no_cache_gets_the_full_forward(tmp_path, tiny):
-    trainer, inputs = scored_batch(tmp_path, tiny)
+    trainer, inputs = trainer_and_scored_batch(tmp_path, tiny, training_autocast="none")
     expected = passes(trainer, inputs, share=False)
     backbone = trainer.model.get_base_model().base_model
     original = backbone.forward
@@ -129,5 +102,5 @@ def test_a_backbone_that_keeps_no_cache_gets_the_full_forward(tmp_path, tiny):
 
     backbone.forward = without_cache
     fallen_back = passes(trainer, inputs, share=True)
-    for got, want in zip(fallen_back, expected):
+    for got, want in zip(fallen_back, expected, strict=True):
         assert got == want if isinstance(want, float) else torch.equal(got, want)

@@ -6,41 +6,13 @@ import dataclasses
 
 import pytest
 import torch
-
-from phasegrpo.config import preset
-from phasegrpo.data import make_mix_schedule
-from phasegrpo.models import declare_end_of_turn
-from phasegrpo.router import RewardRouter
-from phasegrpo.training.setup import grpo_args, load_training_rows, lora_config
-from phasegrpo.training.trainer import PhaseGRPOTrainer
+from scored_batch import trainer_and_scored_batch
 
 # Stated tolerances (tiny model, LoRA B ~ N(0, 0.002)); the embedded 270M's figures are in README "Speed".
 MAX_LOGP_DIFF = 0.02
 KL_RELATIVE = 0.05
 LOSS_ABS = 1e-4
 MIN_GRADIENT_COSINE = 0.99
-
-
-def scored_batch(tmp_path, tiny):
-    model, tokenizer = tiny
-    config = preset("demo", model="tiny", output_dir=str(tmp_path), max_completion_length=24, rows_per_domain=8,
-                    rollout_dtype="float32")
-    declare_end_of_turn(model, tokenizer)
-    rows, row_domains = load_training_rows(config)
-    router = RewardRouter.from_config(config)
-    trainer = PhaseGRPOTrainer(
-        model=model, processing_class=tokenizer, reward_funcs=[router], args=grpo_args(config, tmp_path),
-        train_dataset=rows, peft_config=lora_config(config), router=router, row_domains=row_domains,
-        mix_schedule=make_mix_schedule("constant", config.domain_weights), config=config,
-    )
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in trainer.model.named_parameters():
-            if "lora_B" in name:  # a policy that has moved away from the reference: KL > 0
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.002)
-    trainer.model.train()
-    trainer.current_gradient_accumulation_steps = 1
-    return trainer, trainer._generate_and_score_completions([rows[i] for i in (0, 0, 0, 0, 1, 1, 1, 1)])
 
 
 def passes(trainer, inputs, autocast):
@@ -61,7 +33,7 @@ def passes(trainer, inputs, autocast):
 
 
 def test_bf16_autocast_keeps_log_probs_loss_kl_and_gradient_within_tolerance(tmp_path, tiny):
-    trainer, inputs = scored_batch(tmp_path, tiny)
+    trainer, inputs = trainer_and_scored_batch(tmp_path, tiny)
     ref32, pol32, loss32, kl32, grad32 = passes(trainer, inputs, "none")
     ref16, pol16, loss16, kl16, grad16 = passes(trainer, inputs, "bfloat16")
     assert not torch.equal(pol32, pol16)  # autocast really changed the arithmetic
