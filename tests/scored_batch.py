@@ -3,6 +3,8 @@ moved off the reference (small random B, so KL > 0): the fixture of the log-prob
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from phasegrpo.config import preset
@@ -34,3 +36,24 @@ def trainer_and_scored_batch(tmp_path, tiny, **config_overrides):
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     return trainer, trainer._generate_and_score_completions([rows[i] for i in (0, 0, 0, 0, 1, 1, 1, 1)])
+
+
+def log_prob_passes(trainer, inputs, **config_overrides) -> dict:
+    """With `config_overrides`: the reference (in chunks of 4 rows) and policy log-probs, the policy's
+    entropies (scored tokens only), the GRPO loss, the logged KL and the LoRA gradient."""
+    trainer.config = dataclasses.replace(trainer.config, **config_overrides)
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+    keep, scored = inputs["completion_ids"].size(1), inputs["completion_mask"].bool()
+    with torch.no_grad():
+        with trainer.model.disable_adapter():
+            reference, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, keep, batch_size=4)
+        policy, entropy, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, keep, compute_entropy=True)
+    trainer.model.zero_grad()
+    loss = trainer._compute_loss(trainer.model, {**inputs, "ref_per_token_logps": reference})
+    loss.backward()
+    return {
+        "reference": reference[scored], "policy": policy[scored], "entropy": entropy[scored], "loss": float(loss.detach()),
+        "kl": trainer._metrics["train"]["kl"][-1],
+        "gradient": torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]),
+    }

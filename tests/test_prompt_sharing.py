@@ -2,11 +2,10 @@
 and the reference log-probs, policy log-probs, entropies, loss and LoRA gradient are the full
 forward's within float rounding, on prompts longer than the tiny model's sliding window."""
 
-import dataclasses
 
 import pytest
 import torch
-from scored_batch import trainer_and_scored_batch
+from scored_batch import log_prob_passes, trainer_and_scored_batch
 
 from phasegrpo import prompt_sharing
 
@@ -42,44 +41,28 @@ def count_backbone_tokens(trainer):
     return seen
 
 
-def passes(trainer, inputs, share):
-    """Reference and policy log-probs and entropies, loss and LoRA gradient with sharing on or off."""
-    trainer.config = dataclasses.replace(trainer.config, share_prompt_prefix=share)
-    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-    mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-    keep, scored = inputs["completion_ids"].size(1), inputs["completion_mask"].bool()
-    with torch.no_grad():
-        with trainer.model.disable_adapter():
-            reference, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, keep, batch_size=4)
-        policy, entropy, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, keep, compute_entropy=True)
-    trainer.model.zero_grad()
-    loss = trainer._compute_loss(trainer.model, {**inputs, "ref_per_token_logps": reference})
-    loss.backward()
-    gradient = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
-    return reference[scored], policy[scored], entropy[scored], float(loss.detach()), gradient
-
-
 def test_sharing_prompts_gives_the_full_forward_log_probs_loss_and_gradient(tmp_path, tiny):
     trainer, inputs = trainer_and_scored_batch(tmp_path, tiny, training_autocast="none")
     prompt_length = inputs["prompt_ids"].size(1)
     assert prompt_length > trainer.model.config.sliding_window  # the sliding-window layers see a cut cache
     seen = count_backbone_tokens(trainer)
-    ref_full, pol_full, ent_full, loss_full, grad_full = passes(trainer, inputs, share=False)
+    full = log_prob_passes(trainer, inputs, share_prompt_prefix=False)
     tokens_full, seen[:] = sum(seen), []
-    ref_shared, pol_shared, ent_shared, loss_shared, grad_shared = passes(trainer, inputs, share=True)
+    shared = log_prob_passes(trainer, inputs, share_prompt_prefix=True)
     tokens_shared = sum(seen)
 
     # 8 rows of 2 prompts: each pass embeds 2 prompts + 8 completions instead of 8 whole rows.
     rows, completion_length = inputs["completion_ids"].shape
     assert tokens_full == 3 * rows * (prompt_length + completion_length)
     assert tokens_shared == 3 * (2 * (prompt_length - 1) + rows * (completion_length + 1))
-    assert not torch.equal(pol_full, pol_shared) or not torch.equal(ref_full, ref_shared)  # really another path
-    assert (ref_full - ref_shared).abs().max() < MAX_LOGP_DIFF
-    assert (pol_full - pol_shared).abs().max() < MAX_LOGP_DIFF
-    assert (ent_full - ent_shared).abs().max() < MAX_LOGP_DIFF
-    assert (pol_full - ref_full).abs().max() > 10 * MAX_LOGP_DIFF  # the LoRA moved the policy: the check can tell them apart
-    assert loss_shared == pytest.approx(loss_full, abs=LOSS_ABS)
-    assert (grad_full - grad_shared).norm() < GRADIENT_RELATIVE * grad_full.norm()
+    assert not torch.equal(full["policy"], shared["policy"]) or not torch.equal(full["reference"], shared["reference"])  # another path
+    for name in ("reference", "policy", "entropy"):
+        assert (full[name] - shared[name]).abs().max() < MAX_LOGP_DIFF, name
+    # The LoRA moved the policy: the check can tell the two apart.
+    assert (full["policy"] - full["reference"]).abs().max() > 10 * MAX_LOGP_DIFF
+    assert shared["loss"] == pytest.approx(full["loss"], abs=LOSS_ABS)
+    assert shared["kl"] == pytest.approx(full["kl"], rel=1e-4)
+    assert (full["gradient"] - shared["gradient"]).norm() < GRADIENT_RELATIVE * full["gradient"].norm()
 
 
 def test_no_sharing_with_gradient_checkpointing(tmp_path, tiny):
@@ -91,7 +74,7 @@ def test_no_sharing_with_gradient_checkpointing(tmp_path, tiny):
 
 def test_a_backbone_that_keeps_no_cache_gets_the_full_forward(tmp_path, tiny):
     trainer, inputs = trainer_and_scored_batch(tmp_path, tiny, training_autocast="none")
-    expected = passes(trainer, inputs, share=False)
+    expected = log_prob_passes(trainer, inputs, share_prompt_prefix=False)
     backbone = trainer.model.get_base_model().base_model
     original = backbone.forward
 
@@ -101,6 +84,6 @@ def test_a_backbone_that_keeps_no_cache_gets_the_full_forward(tmp_path, tiny):
         return output
 
     backbone.forward = without_cache
-    fallen_back = passes(trainer, inputs, share=True)
-    for got, want in zip(fallen_back, expected, strict=True):
-        assert got == want if isinstance(want, float) else torch.equal(got, want)
+    fallen_back = log_prob_passes(trainer, inputs, share_prompt_prefix=True)
+    for name, want in expected.items():
+        assert fallen_back[name] == want if isinstance(want, float) else torch.equal(fallen_back[name], want), name
