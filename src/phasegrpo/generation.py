@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from phasegrpo.formats import ANSWER_END
-from phasegrpo.prompt_sharing import prompt_groups
+from phasegrpo.prompt_sharing import cache_of, prompt_groups
 
 
 def _left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +85,7 @@ class _NextTokenLogits:
         """(logits of the last position [batch, vocab], cache)."""
         if self.backbone is None:
             outputs = self.model(**inputs, logits_to_keep=1)
-            return outputs.logits[:, -1, :], _cache_of(outputs)
+            return outputs.logits[:, -1, :], cache_of(outputs)
         outputs = self.backbone(**inputs)
         hidden = outputs.last_hidden_state[:, -1, :].to(self.head.weight.dtype)
         logits = (self.head.weight @ hidden.T).T
@@ -93,12 +93,7 @@ class _NextTokenLogits:
             logits = logits + self.head.bias
         if self.softcap is not None:
             logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits, _cache_of(outputs)
-
-
-def _cache_of(outputs):
-    cache = getattr(outputs, "cache", None)  # transformers 5 name; `past_key_values` before
-    return cache if cache is not None else getattr(outputs, "past_key_values", None)
+        return logits, cache_of(outputs)
 
 
 @torch.no_grad()
@@ -135,12 +130,13 @@ def sample_completions(
     next_token_logits = _NextTokenLogits(model)
     # A group's generations share one prompt: prefill each distinct prompt once and copy its cache.
     first_row, group_of_row = prompt_groups(input_ids, attention_mask)
-    prefill_rows = first_row if len(first_row) < batch_size else torch.arange(batch_size, device=device)
+    shared = len(first_row) < batch_size
+    prefill_rows = first_row if shared else slice(None)
     logits, cache = next_token_logits(
         input_ids=input_ids[prefill_rows], attention_mask=attention_mask[prefill_rows],
         position_ids=position_ids[prefill_rows], use_cache=True,
     )
-    if len(prefill_rows) < batch_size:
+    if shared:
         logits = logits[group_of_row]
         cache.batch_select_indices(group_of_row)
     next_position = position_ids[:, -1:] + 1

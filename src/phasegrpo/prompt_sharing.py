@@ -26,6 +26,12 @@ def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[
     return first_row, group_of_row
 
 
+def cache_of(outputs):
+    """The KV cache a model's forward returned, or None."""
+    cache = getattr(outputs, "cache", None)  # transformers 5 name; `past_key_values` before
+    return cache if cache is not None else getattr(outputs, "past_key_values", None)
+
+
 def shares_prompts(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int) -> bool:
     """Whether at least two rows share a prompt of two or more tokens (else there is nothing to save)."""
     prompt_length = input_ids.size(1) - logits_to_keep
@@ -53,8 +59,7 @@ def completion_log_probs(model, input_ids: torch.Tensor, attention_mask: torch.T
         attention_mask=attention_mask[first_row, : prompt_length - 1],
         use_cache=True,
     )
-    cache = getattr(shared, "cache", None)  # transformers 5 name; `past_key_values` before
-    cache = cache if cache is not None else getattr(shared, "past_key_values", None)
+    cache = cache_of(shared)
     if cache is None:
         return None  # a backbone without a KV cache: the caller runs the full forward
     cache.batch_select_indices(group_of_row)  # each row gets its prompt's keys and values (autograd follows)
