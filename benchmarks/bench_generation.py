@@ -2,7 +2,8 @@
 
 Also the loop on the decode copy of `rollout_dtype="bfloat16"` (the LoRA merged into bf16
 weights; its one-time build is outside the timing, its re-merge after an optimizer step is
-timed separately). All decode the same prompts for the same number of new tokens (end tokens ignored, so the
+timed separately), through the lean Gemma 3 forward (`phasegrpo.gemma3_decoder`, what training
+uses) and through the copy's own transformers forward. All decode the same prompts for the same number of new tokens (end tokens ignored, so the
 work is identical) with the LoRA-wrapped policy, as in training. Prints seconds per decode
 step for each and their ratio. Usage:
     python benchmarks/bench_generation.py [--model embedded] [--batch 8] [--new-tokens 64]
@@ -14,6 +15,7 @@ import time
 import torch
 from peft import LoraConfig, get_peft_model
 
+from phasegrpo import gemma3_decoder
 from phasegrpo.generation import sample_completions
 from phasegrpo.models import load_model, load_tokenizer
 from phasegrpo.rollout_copy import RolloutCopy
@@ -55,8 +57,18 @@ def main() -> None:
     def ours_bf16_copy():
         ours(rollout_copy.model_for(model))
 
-    timings = {"transformers.generate": [], "phasegrpo.sample_completions": [], "... on the bf16 merged copy": []}
-    variants = (("transformers.generate", plain), ("phasegrpo.sample_completions", ours), ("... on the bf16 merged copy", ours_bf16_copy))
+    def ours_bf16_copy_own_forward():
+        supports, gemma3_decoder.supports = gemma3_decoder.supports, lambda model: False
+        try:
+            ours(rollout_copy.model_for(model))
+        finally:
+            gemma3_decoder.supports = supports
+
+    variants = (
+        ("transformers.generate", plain), ("phasegrpo.sample_completions", ours),
+        ("... on the bf16 merged copy", ours_bf16_copy), ("... bf16 copy, transformers fwd", ours_bf16_copy_own_forward),
+    )
+    timings = {name: [] for name, _ in variants}
     for _ in range(args.repeats):  # interleaved, so machine noise hits each alike
         for name, function in variants:
             start = time.perf_counter()
@@ -66,7 +78,8 @@ def main() -> None:
     for name, value in best.items():
         print(f"{name:32s} {value * 1000:8.1f} ms per decode step (batch {args.batch})")
     print(f"speed-up: {best['transformers.generate'] / best['phasegrpo.sample_completions']:.2f}x; bf16 merged copy vs the "
-          f"policy: {best['phasegrpo.sample_completions'] / best['... on the bf16 merged copy']:.2f}x")
+          f"policy: {best['phasegrpo.sample_completions'] / best['... on the bf16 merged copy']:.2f}x; lean Gemma 3 forward vs "
+          f"transformers' on the copy: {best['... bf16 copy, transformers fwd'] / best['... on the bf16 merged copy']:.2f}x")
     with torch.no_grad():
         next(p for n, p in model.named_parameters() if "lora_B" in n).add_(1e-3)  # as an optimizer step would
     start = time.perf_counter()

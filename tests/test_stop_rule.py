@@ -124,17 +124,19 @@ def stop_rule_run(tmp_path, tokenizer, before="", **overrides):
 def test_a_training_step_ends_answers_with_the_end_of_turn_and_counts_none_clipped(tmp_path, tiny, fast_cpu_generation, monkeypatch):
     from transformers.models.gemma3.modeling_gemma3 import Gemma3TextModel
 
+    from phasegrpo.gemma3_decoder import Gemma3Decoder
+
     _, tokenizer = tiny
     end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
     decode_steps = []
-    real_forward = Gemma3TextModel.forward
+    # Generation runs through transformers' forward (TRL's path) or the CPU loop's lean Gemma 3 one.
+    for forward_owner in (Gemma3TextModel, Gemma3Decoder):
+        def counting_forward(self, input_ids=None, *args, _real=forward_owner.forward, **kwargs):
+            if input_ids is not None and input_ids.size(1) == 1:  # only generation feeds one token at a time
+                decode_steps.append(1)
+            return _real(self, input_ids, *args, **kwargs)
 
-    def counting_forward(self, input_ids=None, **kwargs):
-        if input_ids is not None and input_ids.size(1) == 1:  # only generation feeds one token at a time
-            decode_steps.append(1)
-        return real_forward(self, input_ids=input_ids, **kwargs)
-
-    monkeypatch.setattr(Gemma3TextModel, "forward", counting_forward)
+        monkeypatch.setattr(forward_owner, "forward", counting_forward)
     metrics, completions = stop_rule_run(tmp_path, tokenizer, fast_cpu_generation=fast_cpu_generation,
                                          trl_args={"mask_truncated_completions": True})
     # Generation itself stopped at `</answer>` (9 tokens), not at max_completion_length (16).
