@@ -193,8 +193,8 @@ def install_timers(timers: Timers) -> None:
     GRPOTrainer._compute_loss = compute_loss
     timers.wrap(GRPOTrainer, "training_step", lambda a, k: "training_step")
     timers.wrap(GRPOTrainer, "_prepare_inputs", lambda a, k: "prepare_inputs")
-    timers.wrap(generation._NextTokenLogits, "__call__",
-                lambda a, k: "prefill" if k["input_ids"].size(1) > 1 else "decode forward")
+    for decoder in (generation._ModelDecoder, generation._LeanGemma3Decoder):  # called as decoder(input_ids, mask, positions)
+        timers.wrap(decoder, "__call__", lambda a, k: "prefill" if a[1].size(1) > 1 else "decode forward")
     timers.wrap(trainer_module, "sample_completions", lambda a, k: "sampling loop")
 
 
