@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from phasegrpo import gemma3_decoder
 from phasegrpo.formats import ANSWER_END
-from phasegrpo.prompt_sharing import cache_of, prompt_groups
+from phasegrpo.prompt_sharing import LOGIT_SCALING_ATTRIBUTES, cache_of, prompt_groups
 
 
 def _left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,8 +88,6 @@ class _ModelDecoder:
     only, as `W @ h.T`: MKL computes that fp32 product ~4x faster than `h @ W.T` for a 262k x 640
     head and a handful of rows."""
 
-    _SCALING_ATTRIBUTES = ("logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
-
     def __init__(self, model):
         self.model = model
         self.cache = None
@@ -103,7 +101,7 @@ class _ModelDecoder:
             and backbone is not None
             and backbone is not base
             and config is not None
-            and not any(getattr(config, name, None) not in (None, 1.0) for name in self._SCALING_ATTRIBUTES)
+            and not any(getattr(config, name, None) not in (None, 1.0) for name in LOGIT_SCALING_ATTRIBUTES)
         )
         self.backbone, self.head = (backbone, head) if is_plain else (None, None)
         self.softcap = getattr(config, "final_logit_softcapping", None)

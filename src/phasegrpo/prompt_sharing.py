@@ -8,11 +8,15 @@ prompt (all but its last token) runs through the backbone once with a KV cache, 
 copied to the rows that share it, and each row's last prompt token and completion run on top.
 Token positions and attention masks are those of the full forward, so the log-probs are the
 same up to floating-point summation order; gradients reach the prompt through the shared cache.
+On a CPU the LM head's log-probs come from `phasegrpo.token_log_probs` (the same function as
+TRL's fused head, computed for a CPU); elsewhere from TRL's fused head.
 """
 
 from __future__ import annotations
 
 import torch
+
+from phasegrpo.token_log_probs import token_log_probs
 
 
 def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,10 +46,12 @@ def shares_prompts(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits
 
 
 def completion_log_probs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-                         compute_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+                         compute_entropy: bool, *, temperature: float,
+                         head_in_float32: bool = False) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """Per-token log-probs (and entropies) of the last `logits_to_keep` tokens of each row, as
     `model(input_ids, attention_mask, labels=..., fused_lm_head=True)` gives them (TRL's fused LM
-    head, added by `trl.trainer.utils.add_fused_lm_head`), with each distinct prompt computed once.
+    head, added by `trl.trainer.utils.add_fused_lm_head` with `temperature` and
+    `cast_lm_head_to_fp32=head_in_float32`), with each distinct prompt computed once; zero where a row is padding.
 
     `model` is a causal LM (or a PEFT model around one) whose backbone takes a KV cache; None
     when its backbone returns none.
@@ -69,10 +75,39 @@ def completion_log_probs(model, input_ids: torch.Tensor, attention_mask: torch.T
     labels[:, 0] = -100
     # The full forward numbers positions 0..L-1, padding included (no position_ids given): the same here.
     positions = torch.arange(prompt_length - 1, input_ids.size(1), device=input_ids.device).unsqueeze(0)
-    outputs = model(
-        input_ids=rest, attention_mask=attention_mask, position_ids=positions, cache=cache, labels=labels,
-        fused_lm_head=True,
+    head = inner.get_output_embeddings()
+    if not _scores_on_cpu(inner, head):
+        outputs = model(
+            input_ids=rest, attention_mask=attention_mask, position_ids=positions, cache=cache, labels=labels,
+            fused_lm_head=True,
+        )
+        log_probs = outputs.log_probs[:, -logits_to_keep:]
+        entropy = outputs.entropy[:, -logits_to_keep:] if compute_entropy else None
+        return log_probs, entropy
+    hidden = inner.base_model(input_ids=rest, attention_mask=attention_mask, position_ids=positions, cache=cache).last_hidden_state
+    # Hidden state j predicts token j + 1 (TRL's shift); only real completion tokens are scored.
+    targets, is_scored = labels[:, 1:], labels[:, 1:] != -100
+    scored_log_probs, scored_entropy = token_log_probs(
+        hidden[:, :-1][is_scored], head, targets[is_scored], temperature=temperature,
+        softcap=getattr(inner.config.get_text_config(), "final_logit_softcapping", None),
+        with_entropy=compute_entropy, head_in_float32=head_in_float32,
     )
-    log_probs = outputs.log_probs[:, -logits_to_keep:]
-    entropy = outputs.entropy[:, -logits_to_keep:] if compute_entropy else None
-    return log_probs, entropy
+    # masked_scatter keeps an all-padding chunk connected to the graph (TRL does the same).
+    log_probs = scored_log_probs.new_zeros(is_scored.shape).masked_scatter(is_scored, scored_log_probs)
+    entropy = scored_entropy.new_zeros(is_scored.shape).masked_scatter(is_scored, scored_entropy) if compute_entropy else None
+    return log_probs[:, -logits_to_keep:], (entropy[:, -logits_to_keep:] if compute_entropy else None)
+
+
+# Config attributes by which some model families scale their logits (TRL's fused head applies them).
+LOGIT_SCALING_ATTRIBUTES = ("logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+
+
+def _scores_on_cpu(inner, head) -> bool:
+    """Whether `token_log_probs` reproduces TRL's fused head for this model: a CPU model with a
+    plain Linear head and no logit multiplier (TRL's fused head knows a few model families' ones)."""
+    config = inner.config.get_text_config()
+    return (
+        type(head) is torch.nn.Linear
+        and head.weight.device.type == "cpu"
+        and not any(getattr(config, name, None) not in (None, 1.0) for name in LOGIT_SCALING_ATTRIBUTES)
+    )

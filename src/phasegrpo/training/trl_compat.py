@@ -247,7 +247,10 @@ class TRLSeams(GRPOTrainer):
         for start in range(0, input_ids.size(0), batch_size):
             rows = slice(start, start + batch_size)
             with self.accelerator.autocast():
-                chunk = prompt_sharing.completion_log_probs(model, input_ids[rows], attention_mask[rows], logits_to_keep, compute_entropy)
+                chunk = prompt_sharing.completion_log_probs(
+                    model, input_ids[rows], attention_mask[rows], logits_to_keep, compute_entropy,
+                    temperature=self.temperature, head_in_float32=self.args.cast_lm_head_to_fp32,
+                )
             if chunk is None:
                 return None
             chunk_log_probs, chunk_entropy = chunk
