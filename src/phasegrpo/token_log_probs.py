@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-_TOKENS_PER_CHUNK = 256  # a float32 [256, 262k] tile is 268 MB
+_TOKENS_PER_CHUNK = 128  # a float32 [128, 262k] tile is 134 MB
 
 
 def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -79,15 +79,16 @@ class _TokenLogProbs(torch.autograd.Function):
                     logits = _logits(hidden[rows].detach().to(ctx.compute_dtype), head, head_bias)
                 scaled, capped = _scaled(logits, ctx.inverse_temperature, ctx.softcap)
                 log_p = scaled.sub_(log_normalisers[rows, None])
-                p = log_p.exp()
                 # d log p_target / dz_j = 1[j = target] - p_j;  d entropy / dz_j = -p_j (log p_j + entropy)
-                grad = torch.zeros_like(p)
+                entropy_factor = None if grad_entropy is None else log_p + entropy[rows, None]
+                p = log_p.exp_()  # in place: a [tokens, vocabulary] float32 tile is the largest thing here
+                grad = p.clone() if grad_log_probs is not None and grad_entropy is not None else p
                 if grad_log_probs is not None:
                     weights = grad_log_probs[rows, None].float()
-                    grad = p * -weights
-                    grad.scatter_add_(-1, targets[rows, None], weights)
+                    grad.mul_(-weights).scatter_add_(-1, targets[rows, None], weights)
                 if grad_entropy is not None:
-                    grad -= grad_entropy[rows, None].float() * p * (log_p + entropy[rows, None])
+                    entropy_part = entropy_factor.mul_(p).mul_(grad_entropy[rows, None].float())
+                    grad = grad.sub_(entropy_part) if grad_log_probs is not None else entropy_part.neg_()
                 grad.mul_(ctx.inverse_temperature)
                 if capped is not None:
                     grad.mul_(1 - capped * capped)
