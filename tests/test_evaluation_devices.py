@@ -91,28 +91,34 @@ def test_load_for_eval_places_the_model(monkeypatch, gpu_visible):
     assert moves == [torch.device("cuda", 0)]
 
 
-def test_decoding_prefills_once_and_then_feeds_one_token_per_row_with_the_cache(monkeypatch, tiny, rows):
+@pytest.mark.parametrize("lean_decoder", [True, False], ids=["lean-gemma3", "model-forward"])
+def test_decoding_prefills_once_and_then_feeds_one_token_per_row_with_the_cache(monkeypatch, tiny, rows, lean_decoder):
     """Eval speed: a batch is prefilled once, then every step feeds one new token per row and
-    reuses the same cache; re-running the batch or dropping the cache multiplies the cost."""
-    from transformers.models.gemma3.modeling_gemma3 import Gemma3TextModel
+    extends the same cache; re-running the batch or dropping the cache multiplies the cost."""
+    from phasegrpo import gemma3_decoder, generation
 
+    if not lean_decoder:
+        monkeypatch.setattr(gemma3_decoder, "supports", lambda model: False)
     model, tokenizer = tiny
-    calls = []
-    real_forward = Gemma3TextModel.forward
+    decoders, calls = [], []
+    make_decoder = generation._decoder_for
+    monkeypatch.setattr(generation, "_decoder_for", lambda *args, **kwargs: decoders.append(make_decoder(*args, **kwargs)) or decoders[-1])
+    for kind in (generation._ModelDecoder, generation._LeanGemma3Decoder):
+        def counted(self, input_ids, attention_mask, position_ids, _call=kind.__call__):
+            calls.append(tuple(input_ids.shape))
+            return _call(self, input_ids, attention_mask, position_ids)
 
-    def counting_forward(self, input_ids=None, cache=None, **kwargs):
-        calls.append((tuple(input_ids.shape), cache))
-        return real_forward(self, input_ids=input_ids, cache=cache, **kwargs)
-
-    monkeypatch.setattr(Gemma3TextModel, "forward", counting_forward)
+        monkeypatch.setattr(kind, "__call__", counted)
     subset = rows.select(range(8))
     result = evaluate_rows(model, tokenizer, subset, max_new_tokens=10, batch_size=8, device="cpu")
     longest = max(sample["completion_tokens"] for sample in result["samples"])
-    (prefill_shape, prefill_cache), *decode = calls
-    assert prefill_shape[0] == 8 and prefill_shape[1] > 1 and prefill_cache is None
-    assert len(decode) == longest - 1  # one forward per new token after the first: no re-runs
-    assert all(shape == (8, 1) for shape, _ in decode)
-    assert all(cache is not None for _, cache in decode) and len({id(cache) for _, cache in decode}) == 1
+    (decoder,) = decoders
+    assert type(decoder).__name__ == ("_LeanGemma3Decoder" if lean_decoder else "_ModelDecoder")
+    prefill_shape, *decode = calls
+    assert prefill_shape[0] == 8 and prefill_shape[1] > 1
+    assert decode == [(8, 1)] * (longest - 1)  # one forward per new token after the first: no re-runs
+    cached = decoder.decoder.length if lean_decoder else decoder.cache.get_seq_length()
+    assert cached == prefill_shape[1] + longest - 1  # one cache, extended by every step
 
 
 class FakeVLLM:
