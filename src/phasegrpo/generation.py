@@ -134,6 +134,9 @@ class _LeanGemma3Decoder:
     def __call__(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
         # The decoder keeps its own per-slot mask; it needs only the new slots' column(s).
         hidden = self.decoder.forward(input_ids, attention_mask[:, -input_ids.size(1) :], position_ids)
+        head = self.decoder.head
+        if head.packed is None:  # float32 (or no oneDNN): the same projection as the model-forward path
+            return _project(hidden, head.weight, None, self.softcap)
         return _soft_capped(self.decoder.logits(hidden), self.softcap)
 
     def select_rows(self, rows: torch.Tensor) -> None:
